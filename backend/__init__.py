@@ -1,0 +1,1 @@
+"""LLM Portal back end: configuration, database, models, security, services, providers and the REST API."""

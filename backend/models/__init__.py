@@ -1,0 +1,7 @@
+"""SQLModel tables, one module per entity family; importing this package registers every table."""
+
+from backend.models.audit import AuditEvent
+from backend.models.auth import ApiToken, AuthSession, RefreshToken
+from backend.models.user import Role, User
+
+__all__ = ["ApiToken", "AuditEvent", "AuthSession", "RefreshToken", "Role", "User"]

@@ -1,0 +1,1 @@
+"""Passwords, tokens, secret encryption, rate limits and permissions."""

@@ -1,0 +1,52 @@
+"""LLM Portal: wiring only. Settings, database, API routers, pages, then `ui.run`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from nicegui import app, ui
+from nicegui.storage import Storage
+
+import pages
+from backend import api
+from backend.config import get_settings
+from backend.db import init_db, session_scope
+from backend.services import auth
+from pages import guard
+
+ASSETS_DIR = Path(__file__).parent / "assets"
+
+
+def create_app() -> None:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_db(settings.effective_database_url)
+    with session_scope() as session:
+        auth.ensure_admin(session, username=settings.admin_username, password=settings.admin_password)
+
+    Storage.path = settings.data_dir / "storage"
+    Storage.redis_url = settings.redis_url or None  # NiceGUI's shared storage, for several instances
+    app.storage = Storage()
+
+    app.add_static_files("/assets", ASSETS_DIR)
+    api.install(app)
+    guard.install()
+    pages.install(app)
+
+
+if __name__ in {"__main__", "__mp_main__"}:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    create_app()
+    settings = get_settings()
+    ui.run(
+        host=settings.host,
+        port=settings.port,
+        title="LLM Portal",
+        favicon=ASSETS_DIR / "favicon.svg",
+        storage_secret=settings.effective_secret_key,
+        reload=False,
+        show=False,
+        language="en-US",
+        reconnect_timeout=10,
+    )

@@ -1,0 +1,110 @@
+"""The admin console: users (roles, disabling, password resets)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from nicegui import APIRouter, ui
+
+from backend.errors import DomainError
+from backend.models.user import PASSWORD_MIN_LENGTH, Role, User, UserUpdate
+from backend.services import users
+from pages.guard import page_user
+from pages.service import call, query, show_error
+from ui.frame import frame
+from ui.i18n import _
+from ui.widgets import confirm, section, timestamp
+
+router = APIRouter()
+
+
+def forbidden() -> None:
+    with ui.card().classes("w-full items-center p-8 gap-2 lp-forbidden"):
+        ui.icon("block", size="3rem").classes("text-negative")
+        ui.label(_("Administrators only")).classes("text-h6")
+        ui.label(_("Your account may not open this page.")).classes("text-secondary")
+
+
+@router.page("/admin")
+def admin_page(request: Request) -> None:
+    admin = page_user(request)
+    ip = request.client.host if request.client else None
+    with frame(_("Admin")):
+        if admin.role != Role.admin:
+            forbidden()
+            return
+        _users_section(admin, ip)
+
+
+def _users_section(admin: User, ip: str | None) -> None:
+    with section(_("Users"), icon="group"):
+        search = ui.input(_("Search users"), on_change=lambda: user_list.refresh()).props(
+            "outlined dense clearable debounce=300"
+        ).classes("w-full max-w-sm")
+
+        async def apply(user: User, changes: UserUpdate, done: str) -> None:
+            try:
+                await call(users.update_user, actor=admin, user_id=user.id, changes=changes, ip=ip)
+            except DomainError as error:
+                show_error(error)
+            else:
+                ui.notify(done, type="positive")
+            user_list.refresh()
+
+        async def toggle_disabled(user: User) -> None:
+            if not user.disabled and not await confirm(
+                _("Disable {name}? They are signed out everywhere at once.", name=user.username), ok=_("Disable")
+            ):
+                user_list.refresh()
+                return
+            await apply(user, UserUpdate(disabled=not user.disabled),
+                        _("{name} enabled", name=user.username) if user.disabled
+                        else _("{name} disabled", name=user.username))
+
+        @ui.refreshable
+        def user_list() -> None:
+            found = query(users.list_users, search=search.value or None)
+            if not found:
+                ui.label(_("No user matches.")).classes("text-secondary")
+                return
+            with ui.list().props("bordered separator").classes("w-full rounded-borders"):
+                for user in found:
+                    with ui.item().classes("lp-user-row"):
+                        with ui.item_section():
+                            with ui.item_label().classes("text-weight-medium"):
+                                ui.label(user.username).classes("inline")
+                                if user.disabled:
+                                    ui.badge(_("disabled"), color="negative").classes("ml-2")
+                            with ui.item_label().props("caption"):
+                                ui.label(_("last sign-in")).classes("inline")
+                                ui.label(" ").classes("inline")
+                                timestamp(user.last_login_at, classes="inline")
+                        with ui.item_section().props("side"), ui.row().classes("items-center gap-2 no-wrap"):
+                            ui.select(
+                                {Role.admin.value: _("Administrator"), Role.user.value: _("User")},
+                                value=user.role.value,
+                                on_change=lambda e, u=user: apply(u, UserUpdate(role=Role(e.value)),
+                                                                  _("Role changed")) if e.value != u.role else None,
+                            ).props('dense outlined options-dense aria-label="Role"').classes("w-36")
+                            ui.switch(value=not user.disabled, on_change=lambda _e, u=user: toggle_disabled(u)).props(
+                                'aria-label="Enabled"'
+                            ).tooltip(_("Enabled"))
+                            ui.button(icon="password", on_click=lambda u=user: reset_password(u)).props(
+                                f'flat round aria-label="{_("Reset password")}"'
+                            ).tooltip(_("Reset password"))
+
+        async def reset_password(user: User) -> None:
+            with ui.dialog() as dialog, ui.card().classes("gap-3 w-full max-w-sm"):
+                ui.label(_("New password for {name}", name=user.username)).classes("text-h6")
+                password = ui.input(_("New password"), password=True, password_toggle_button=True, validation={
+                    _("At least {min} characters", min=PASSWORD_MIN_LENGTH): lambda v: len(v) >= PASSWORD_MIN_LENGTH,
+                }).props("outlined dense").classes("w-full")
+                with ui.row().classes("w-full justify-end gap-2"):
+                    ui.button(_("Cancel"), on_click=lambda: dialog.submit(None)).props("flat")
+                    ui.button(_("Set password"), on_click=lambda: password.validate() and dialog.submit(
+                        password.value)).props("unelevated")
+            value = await dialog
+            dialog.delete()
+            if value:
+                await apply(user, UserUpdate(password=value), _("Password reset; their sessions were ended"))
+
+        user_list()

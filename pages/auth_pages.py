@@ -1,0 +1,150 @@
+"""Sign in, register, sign out."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import Request
+from nicegui import APIRouter, app, ui
+from sqlmodel import Session
+
+from backend.errors import DomainError, TooManyRequests
+from backend.models.user import PASSWORD_MIN_LENGTH, USERNAME_PATTERN, User
+from backend.services import auth
+from pages.guard import forget_sign_in, remember_sign_in, safe_redirect
+from pages.service import call, error_text, query
+from ui.frame import bare_frame
+from ui.i18n import _
+
+router = APIRouter()
+
+
+def _sign_in(session: Session, *, username: str, password: str, ip: str, user_agent: str) -> tuple[User, str]:
+    user = auth.authenticate(session, username=username, password=password, ip=ip)
+    auth_session = auth.start_session(session, user=user, kind="web", ip=ip, user_agent=user_agent)
+    return user, auth_session.id
+
+
+def _register_and_sign_in(
+    session: Session, *, username: str, password: str, ip: str, user_agent: str
+) -> tuple[User, str]:
+    user = auth.register(session, username=username, password=password, ip=ip)
+    auth_session = auth.start_session(session, user=user, kind="web", ip=ip, user_agent=user_agent)
+    return user, auth_session.id
+
+
+def _already_signed_in() -> bool:
+    session_id = app.storage.user.get("session_id")
+    if not session_id:
+        return False
+    try:
+        query(auth.session_user, session_id=session_id)
+    except DomainError:
+        forget_sign_in()
+        return False
+    return True
+
+
+@router.page("/login")
+def login_page(request: Request, redirect_to: str = "/") -> None:
+    target = safe_redirect(redirect_to)
+    if _already_signed_in():
+        ui.navigate.to(target)
+        return
+    ip = request.client.host if request.client else ""
+    user_agent = request.headers.get("user-agent", "")
+
+    with bare_frame(_("Sign in")):
+        username = ui.input(_("Username")).props("outlined autofocus autocomplete=username").classes("w-full")
+        password = ui.input(_("Password"), password=True, password_toggle_button=True).props(
+            "outlined autocomplete=current-password"
+        ).classes("w-full")
+        message = ui.label().classes("text-negative lp-form-error")
+        message.set_visibility(False)
+
+        async def submit() -> None:
+            message.set_visibility(False)
+            if not username.value.strip() or not password.value:
+                message.set_text(_("Enter your username and password"))
+                message.set_visibility(True)
+                return
+            button.props("loading")
+            try:
+                user, session_id = await call(
+                    _sign_in, username=username.value, password=password.value, ip=ip, user_agent=user_agent
+                )
+            except TooManyRequests as error:
+                message.set_text(_("Too many failed sign-in attempts; try again in {seconds} s",
+                                   seconds=error.retry_after))
+                message.set_visibility(True)
+                return
+            except DomainError as error:
+                message.set_text(error_text(error))
+                message.set_visibility(True)
+                password.set_value("")
+                return
+            finally:
+                button.props(remove="loading")
+            remember_sign_in(user, session_id)
+            ui.navigate.to(target)
+
+        button = ui.button(_("Sign in"), on_click=submit).props("unelevated").classes("w-full").mark("submit")
+        password.on("keydown.enter", submit)
+        username.on("keydown.enter", submit)
+        if query(auth.registration_open):
+            with ui.row().classes("w-full justify-center gap-1 text-body2"):
+                ui.label(_("No account yet?"))
+                ui.link(_("Register"), f"/register?redirect_to={target}")
+
+
+@router.page("/register")
+def register_page(request: Request, redirect_to: str = "/") -> None:
+    target = safe_redirect(redirect_to)
+    ip = request.client.host if request.client else ""
+    user_agent = request.headers.get("user-agent", "")
+
+    with bare_frame(_("Create an account")):
+        if not query(auth.registration_open):
+            ui.label(_("Registration is closed; ask an administrator for an account")).classes("text-body1")
+            ui.link(_("Back to sign in"), "/login")
+            return
+        if query(auth.user_count) == 0:
+            ui.label(_("You are the first user: your account will be the administrator.")).classes(
+                "text-body2 text-positive"
+            )
+        username = ui.input(_("Username"), validation={
+            _("3 to 64 letters, digits or . _ - @"): lambda v: bool(re.fullmatch(USERNAME_PATTERN, v.strip())),
+        }).props("outlined autofocus autocomplete=username lazy-rules").classes("w-full")
+        password = ui.input(_("Password"), password=True, password_toggle_button=True, validation={
+            _("At least {min} characters", min=PASSWORD_MIN_LENGTH): lambda v: len(v) >= PASSWORD_MIN_LENGTH,
+        }).props("outlined autocomplete=new-password lazy-rules").classes("w-full")
+        confirm = ui.input(_("Repeat password"), password=True, validation={
+            _("The passwords do not match"): lambda v: v == password.value,
+        }).props("outlined autocomplete=new-password lazy-rules").classes("w-full")
+        message = ui.label().classes("text-negative lp-form-error")
+        message.set_visibility(False)
+
+        async def submit() -> None:
+            message.set_visibility(False)
+            if not all(field.validate() for field in (username, password, confirm)):
+                return
+            button.props("loading")
+            try:
+                user, session_id = await call(
+                    _register_and_sign_in, username=username.value, password=password.value, ip=ip,
+                    user_agent=user_agent,
+                )
+            except DomainError as error:
+                message.set_text(error_text(error))
+                message.set_visibility(True)
+                return
+            finally:
+                button.props(remove="loading")
+            remember_sign_in(user, session_id)
+            ui.navigate.to(target)
+
+        button = ui.button(_("Create account"), on_click=submit).props("unelevated").classes("w-full").mark("submit")
+        confirm.on("keydown.enter", submit)
+        with ui.row().classes("w-full justify-center gap-1 text-body2"):
+            ui.label(_("Already registered?"))
+            ui.link(_("Sign in"), f"/login?redirect_to={target}")

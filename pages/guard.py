@@ -1,0 +1,133 @@
+"""Page authentication: signed-out visitors are sent to `/login?redirect_to=…`; signed-out users' open pages
+are sent there at once when an admin disables them or their sessions end."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from urllib.parse import quote
+
+from fastapi import Request
+from nicegui import Client, app, core, run, ui
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import RedirectResponse, Response
+
+from backend.db import session_scope
+from backend.errors import Unauthorized
+from backend.models.user import User
+from backend.services import auth, events
+from ui.frame import set_sign_out_handler
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PREFIXES = ("/_nicegui", "/api/", "/v1/", "/assets/", "/docs", "/redoc", "/openapi.json", "/favicon")
+PUBLIC_PAGES = {"/login", "/register"}
+
+# client id → user id of every open page, so that a sign-out can reach the pages already on screen
+_open_pages: dict[int, set[str]] = defaultdict(set)
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PAGES or path.startswith(PUBLIC_PREFIXES)
+
+
+def _load_session_user(session_id: str) -> User:
+    with session_scope() as session:
+        return auth.session_user(session, session_id=session_id)
+
+
+class PageAuthMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        path = request.url.path
+        if _is_public(path):
+            return await call_next(request)
+        session_id = app.storage.user.get("session_id")
+        user = None
+        if session_id:
+            try:
+                user = await run_in_threadpool(_load_session_user, session_id)
+            except Unauthorized:
+                forget_sign_in()
+        if user is None:
+            target = path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?redirect_to={quote(target, safe='')}", status_code=303)
+        # Role and name can change while signed in; the frame reads them from here.
+        app.storage.user.update(user_id=user.id, username=user.username, role=user.role.value)
+        request.state.user = user
+        return await call_next(request)
+
+
+def remember_sign_in(user: User, session_id: str) -> None:
+    app.storage.user.update(
+        session_id=session_id, user_id=user.id, username=user.username, role=user.role.value,
+        lang=user.language.value,
+    )
+
+
+def forget_sign_in() -> None:
+    for key in ("session_id", "user_id", "username", "role"):
+        app.storage.user.pop(key, None)
+
+
+def page_user(request: Request) -> User:
+    """The signed-in user of this page (the middleware has checked the session), watched for sign-out."""
+    user: User = request.state.user
+    client = ui.context.client
+    _open_pages[user.id].add(client.id)  # type: ignore[index]
+    client.on_delete(lambda: _open_pages[user.id].discard(client.id))  # type: ignore[index]
+    return user
+
+
+def safe_redirect(target: str | None) -> str:
+    """Only local paths: `redirect_to` must never send a user to another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _send_to_login(user_id: int) -> None:
+    for client_id in list(_open_pages.pop(user_id, set())):
+        client = Client.instances.get(client_id)
+        if client is None:
+            continue
+        with client:
+            ui.navigate.to("/login")
+
+
+def _on_signed_out(user_id: int) -> None:
+    loop = core.loop
+    if loop is None:
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _send_to_login(user_id)
+    else:
+        loop.call_soon_threadsafe(_send_to_login, user_id)
+
+
+def _end_session(session_id: str, ip: str) -> None:
+    with session_scope() as session:
+        try:
+            user = auth.session_user(session, session_id=session_id)
+        except Unauthorized:
+            return  # already ended elsewhere
+        auth.logout(session, principal=auth.Principal(user=user, session_id=session_id), ip=ip)
+
+
+async def sign_out() -> None:
+    session_id = app.storage.user.get("session_id")
+    if session_id:
+        await run.io_bound(_end_session, session_id, ui.context.client.ip)
+    forget_sign_in()
+    ui.navigate.to("/login")
+
+
+def install() -> None:
+    app.add_middleware(PageAuthMiddleware)
+    events.on_user_signed_out(_on_signed_out)
+    set_sign_out_handler(sign_out)

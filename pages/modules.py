@@ -1,0 +1,49 @@
+"""Modules that later work fills in: each shows a clear "coming soon" page in the frame until then."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from nicegui import APIRouter
+
+from pages.guard import page_user
+from pages.home import DESCRIPTIONS
+from ui.frame import coming_soon, frame
+from ui.i18n import _
+
+router = APIRouter()
+
+
+def _placeholder(request: Request, title: str, path: str) -> None:
+    page_user(request)
+    with frame(_(title)):
+        coming_soon(_(DESCRIPTIONS[path]))
+
+
+@router.page("/chat")
+def chat_page(request: Request) -> None:
+    _placeholder(request, "Chat", "/chat")
+
+
+@router.page("/compare")
+def compare_page(request: Request) -> None:
+    _placeholder(request, "Compare", "/compare")
+
+
+@router.page("/models")
+def models_page(request: Request) -> None:
+    _placeholder(request, "Models", "/models")
+
+
+@router.page("/datasets")
+def datasets_page(request: Request) -> None:
+    _placeholder(request, "Datasets", "/datasets")
+
+
+@router.page("/training")
+def training_page(request: Request) -> None:
+    _placeholder(request, "Training", "/training")
+
+
+@router.page("/prompts")
+def prompts_page(request: Request) -> None:
+    _placeholder(request, "Prompts", "/prompts")

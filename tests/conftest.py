@@ -1,0 +1,108 @@
+"""Shared fixtures: an isolated DATA_DIR per test, the database backends, and an API client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from backend import api, db
+from backend.config import get_settings, reset_settings
+from backend.services import auth
+
+TEST_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own DATA_DIR and fresh settings; nothing from the developer's `.env` leaks in."""
+    data_dir = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "SECRET_KEY", "ADMIN_USERNAME", "ADMIN_PASSWORD", "ALLOW_REGISTRATION", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    reset_settings()
+    auth.login_limiter.cache_clear()
+    yield data_dir
+    reset_settings()
+    auth.login_limiter.cache_clear()
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return None
+    try:
+        engine = create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except OperationalError:
+        return None
+    return url
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Database-facing tests run on SQLite and, when TEST_DATABASE_URL answers, on PostgreSQL too."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{isolated_settings / 'portal.db'}"
+    else:
+        pg = _postgres_url()
+        if pg is None:
+            pytest.skip("TEST_DATABASE_URL is not set or no PostgreSQL server answers")
+        _reset_postgres(pg)
+        url = pg
+    monkeypatch.setenv("DATABASE_URL", url)
+    reset_settings()
+    return url
+
+
+@pytest.fixture
+def api_app(database_url: str) -> Iterator[FastAPI]:
+    db.init_db(database_url)
+    app = FastAPI()
+    api.install(app)
+    yield app
+    db.get_engine().dispose()
+
+
+@pytest.fixture
+def client(api_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(api_app) as test_client:
+        yield test_client
+
+
+def register(client: TestClient, username: str, password: str = TEST_PASSWORD) -> dict:
+    response = client.post("/api/v1/auth/register", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def login(client: TestClient, username: str, password: str = TEST_PASSWORD) -> dict:
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def settings():
+    return get_settings()

@@ -1,0 +1,32 @@
+"""Page tests run main.py in NiceGUI's simulated `User` on a fresh SQLite database per test."""
+
+from __future__ import annotations
+
+from nicegui.testing import User
+
+from tests.conftest import TEST_PASSWORD
+
+
+async def see(user: User, target: str | None = None, **kwargs: object) -> None:
+    """`should_see` with time for work done off the event loop (password hashing, database writes)."""
+    await user.should_see(target, retries=50, **kwargs)  # type: ignore[arg-type]
+
+
+async def sign_in(user: User, username: str, password: str = TEST_PASSWORD, *, path: str = "/login") -> None:
+    await user.open(path)
+    user.find("Username").type(username)
+    user.find("Password").type(password)
+    user.find(marker="submit").click()
+
+
+async def register(user: User, username: str, password: str = TEST_PASSWORD) -> None:
+    await user.open("/register")
+    user.find("Username").type(username)
+    user.find("Password").type(password)
+    user.find("Repeat password").type(password)
+    user.find(marker="submit").click()
+
+
+def sign_out(user: User) -> None:
+    user.find(marker="account-menu").click()
+    user.find(marker="sign-out").click()

@@ -1,0 +1,1 @@
+"""Reusable NiceGUI components: the page frame and the widgets pages share. No database, no SDK here."""

@@ -1,0 +1,40 @@
+"""Small widgets that several pages use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from nicegui import ui
+
+from ui.i18n import _
+
+
+@contextmanager
+def section(title: str, *, icon: str | None = None) -> Iterator[ui.card]:
+    """A titled card: the unit every settings-like page is made of."""
+    with ui.card().classes("w-full gap-3") as card:
+        with ui.row().classes("items-center gap-2"):
+            if icon:
+                ui.icon(icon, size="1.4rem").classes("text-primary")
+            ui.label(title).classes("text-h6")
+        yield card
+
+
+def timestamp(value: datetime | None, *, classes: str = "") -> ui.label:
+    """A time, in UTC and labelled so: the server's zone would mean nothing to the reader."""
+    if value is None:
+        return ui.label(_("never")).classes(classes)
+    return ui.label(value.strftime("%Y-%m-%d %H:%M UTC")).classes(classes)
+
+
+async def confirm(message: str, *, ok: str, cancel: str | None = None) -> bool:
+    with ui.dialog() as dialog, ui.card().classes("gap-4 max-w-md"):
+        ui.label(message).classes("text-body1")
+        with ui.row().classes("w-full justify-end gap-2"):
+            ui.button(cancel or _("Cancel"), on_click=lambda: dialog.submit(False)).props("flat")
+            ui.button(ok, on_click=lambda: dialog.submit(True)).props("unelevated color=negative")
+    result = await dialog
+    dialog.delete()
+    return bool(result)
