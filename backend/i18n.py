@@ -31,6 +31,11 @@ def gettext(message: str, *, language: str | None = None, **params: object) -> s
     return text.format(**params) if params else text
 
 
+def N_(message: str) -> str:
+    """Mark a message for translation where it is defined; it is translated later, where it is shown."""
+    return message
+
+
 def negotiate(accept_language: str | None) -> str:
     """Pick a shipped language from an Accept-Language header (`zh-CN,zh;q=0.9,en;q=0.8` → `zh`)."""
     for part in (accept_language or "").split(","):

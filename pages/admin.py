@@ -12,7 +12,7 @@ from pages.guard import page_user
 from pages.service import call, query, show_error
 from ui.frame import frame
 from ui.i18n import _
-from ui.widgets import confirm, section, timestamp
+from ui.widgets import confirm, new_password_input, section, timestamp
 
 router = APIRouter()
 
@@ -85,23 +85,25 @@ def _users_section(admin: User, ip: str | None) -> None:
                                 on_change=lambda e, u=user: apply(u, UserUpdate(role=Role(e.value)),
                                                                   _("Role changed")) if e.value != u.role else None,
                             ).props('dense outlined options-dense aria-label="Role"').classes("w-36")
-                            ui.switch(value=not user.disabled, on_change=lambda _e, u=user: toggle_disabled(u)).props(
+                            ui.switch(value=not user.disabled, on_change=lambda _e, u=user: toggle_disabled(u)).mark(
+                                f"enabled-{user.username}").props(
                                 'aria-label="Enabled"'
                             ).tooltip(_("Enabled"))
-                            ui.button(icon="password", on_click=lambda u=user: reset_password(u)).props(
+                            ui.button(icon="password", on_click=lambda u=user: reset_password(u)).mark(
+                                f"reset-{user.username}").props(
                                 f'flat round aria-label="{_("Reset password")}"'
                             ).tooltip(_("Reset password"))
 
         async def reset_password(user: User) -> None:
             with ui.dialog() as dialog, ui.card().classes("gap-3 w-full max-w-sm"):
                 ui.label(_("New password for {name}", name=user.username)).classes("text-h6")
-                password = ui.input(_("New password"), password=True, password_toggle_button=True, validation={
-                    _("At least {min} characters", min=PASSWORD_MIN_LENGTH): lambda v: len(v) >= PASSWORD_MIN_LENGTH,
-                }).props("outlined dense").classes("w-full")
+                password = new_password_input(_("New password"), min_length=PASSWORD_MIN_LENGTH, dense=True).mark(
+                    "new-password"
+                )
                 with ui.row().classes("w-full justify-end gap-2"):
                     ui.button(_("Cancel"), on_click=lambda: dialog.submit(None)).props("flat")
                     ui.button(_("Set password"), on_click=lambda: password.validate() and dialog.submit(
-                        password.value)).props("unelevated")
+                        password.value)).props("unelevated").mark("set-password")
             value = await dialog
             dialog.delete()
             if value:

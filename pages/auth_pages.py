@@ -15,6 +15,7 @@ from pages.guard import forget_sign_in, remember_sign_in, safe_redirect
 from pages.service import call, error_text, query
 from ui.frame import bare_frame
 from ui.i18n import _
+from ui.widgets import new_password_input, repeat_password_input
 
 router = APIRouter()
 
@@ -113,14 +114,10 @@ def register_page(request: Request, redirect_to: str = "/") -> None:
                 "text-body2 text-positive"
             )
         username = ui.input(_("Username"), validation={
-            _("3 to 64 letters, digits or . _ - @"): lambda v: bool(re.fullmatch(USERNAME_PATTERN, v.strip())),
+            _("3 to 64 letters, digits or . _ - @"): lambda v: bool(re.fullmatch(USERNAME_PATTERN, (v or "").strip())),
         }).props("outlined autofocus autocomplete=username lazy-rules").classes("w-full")
-        password = ui.input(_("Password"), password=True, password_toggle_button=True, validation={
-            _("At least {min} characters", min=PASSWORD_MIN_LENGTH): lambda v: len(v) >= PASSWORD_MIN_LENGTH,
-        }).props("outlined autocomplete=new-password lazy-rules").classes("w-full")
-        confirm = ui.input(_("Repeat password"), password=True, validation={
-            _("The passwords do not match"): lambda v: v == password.value,
-        }).props("outlined autocomplete=new-password lazy-rules").classes("w-full")
+        password = new_password_input(_("Password"), min_length=PASSWORD_MIN_LENGTH)
+        confirm = repeat_password_input(_("Repeat password"), of=password)
         message = ui.label().classes("text-negative lp-form-error")
         message.set_visibility(False)
 

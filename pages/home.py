@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from nicegui import APIRouter, ui
 
+from backend.i18n import N_
 from pages.guard import page_user
 from ui.frame import NAVIGATION, frame
 from ui.i18n import _
@@ -12,13 +13,13 @@ from ui.i18n import _
 router = APIRouter()
 
 DESCRIPTIONS = {
-    "/chat": "Talk to any model the company has configured, with its reasoning shown live.",
-    "/compare": "One prompt, several models side by side, with timings and blind votes.",
-    "/models": "Providers and their models: keys, connection tests and model lists.",
-    "/datasets": "Upload, validate and version the data you fine-tune on.",
-    "/training": "Fine-tune models with LoRA, QLoRA or fully, in a queue, and watch them learn.",
-    "/prompts": "Prompt templates with variables and versions, and a playground.",
-    "/admin": "Users, usage, system load and the audit log.",
+    "/chat": N_("Talk to any model the company has configured, with its reasoning shown live."),
+    "/compare": N_("One prompt, several models side by side, with timings and blind votes."),
+    "/models": N_("Providers and their models: keys, connection tests and model lists."),
+    "/datasets": N_("Upload, validate and version the data you fine-tune on."),
+    "/training": N_("Fine-tune models with LoRA, QLoRA or fully, in a queue, and watch them learn."),
+    "/prompts": N_("Prompt templates with variables and versions, and a playground."),
+    "/admin": N_("Users, usage, system load and the audit log."),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from nicegui import APIRouter
 
+from backend.i18n import N_
 from pages.guard import page_user
 from pages.home import DESCRIPTIONS
 from ui.frame import coming_soon, frame
@@ -21,29 +22,29 @@ def _placeholder(request: Request, title: str, path: str) -> None:
 
 @router.page("/chat")
 def chat_page(request: Request) -> None:
-    _placeholder(request, "Chat", "/chat")
+    _placeholder(request, N_("Chat"), "/chat")
 
 
 @router.page("/compare")
 def compare_page(request: Request) -> None:
-    _placeholder(request, "Compare", "/compare")
+    _placeholder(request, N_("Compare"), "/compare")
 
 
 @router.page("/models")
 def models_page(request: Request) -> None:
-    _placeholder(request, "Models", "/models")
+    _placeholder(request, N_("Models"), "/models")
 
 
 @router.page("/datasets")
 def datasets_page(request: Request) -> None:
-    _placeholder(request, "Datasets", "/datasets")
+    _placeholder(request, N_("Datasets"), "/datasets")
 
 
 @router.page("/training")
 def training_page(request: Request) -> None:
-    _placeholder(request, "Training", "/training")
+    _placeholder(request, N_("Training"), "/training")
 
 
 @router.page("/prompts")
 def prompts_page(request: Request) -> None:
-    _placeholder(request, "Prompts", "/prompts")
+    _placeholder(request, N_("Prompts"), "/prompts")

@@ -13,7 +13,7 @@ from pages.guard import page_user
 from pages.service import call, query, show_error
 from ui.frame import frame
 from ui.i18n import _
-from ui.widgets import confirm, section, timestamp
+from ui.widgets import confirm, new_password_input, repeat_password_input, section, timestamp
 
 router = APIRouter()
 
@@ -48,7 +48,7 @@ def _account_card(user: User) -> None:
                 app.storage.user["lang"] = value
                 ui.navigate.reload()
 
-            ui.select(LANGUAGES, value=user.language.value, on_change=change_language).props(
+            ui.select(LANGUAGES, value=user.language.value, on_change=change_language).mark("profile-language").props(
                 'dense outlined aria-label="Language"'
             ).classes("w-40")
 
@@ -59,12 +59,8 @@ def _password_card(user: User, session_id: str | None, ip: str | None) -> None:
             current = ui.input(_("Current password"), password=True).props(
                 "outlined dense autocomplete=current-password"
             ).classes("w-full")
-            new = ui.input(_("New password"), password=True, validation={
-                _("At least {min} characters", min=PASSWORD_MIN_LENGTH): lambda v: len(v) >= PASSWORD_MIN_LENGTH,
-            }).props("outlined dense autocomplete=new-password lazy-rules").classes("w-full")
-            repeat = ui.input(_("Repeat new password"), password=True, validation={
-                _("The passwords do not match"): lambda v: v == new.value,
-            }).props("outlined dense autocomplete=new-password lazy-rules").classes("w-full")
+            new = new_password_input(_("New password"), min_length=PASSWORD_MIN_LENGTH, dense=True)
+            repeat = repeat_password_input(_("Repeat new password"), of=new, dense=True)
 
             async def change() -> None:
                 if not current.value or not new.validate() or not repeat.validate():
@@ -83,7 +79,7 @@ def _password_card(user: User, session_id: str | None, ip: str | None) -> None:
                     field.props(remove="error")
                 ui.notify(_("Password changed; your other sessions were signed out"), type="positive")
 
-            button = ui.button(_("Change password"), on_click=change).props("unelevated")
+            button = ui.button(_("Change password"), on_click=change).props("unelevated").mark("change-password")
 
 
 def _tokens_card(user: User, ip: str | None) -> None:
@@ -109,7 +105,7 @@ def _tokens_card(user: User, ip: str | None) -> None:
                 token_list.refresh()
                 _show_new_token(created.token)
 
-            ui.button(_("Create token"), icon="add", on_click=create).props("unelevated")
+            ui.button(_("Create token"), icon="add", on_click=create).props("unelevated").mark("create-token")
             name.on("keydown.enter", create)
 
         @ui.refreshable
@@ -130,7 +126,8 @@ def _tokens_card(user: User, ip: str | None) -> None:
                                 ui.label(" · " + _("last used")).classes("inline")
                                 timestamp(token.last_used_at, classes="inline")
                         with ui.item_section().props("side"):
-                            ui.button(icon="delete", on_click=lambda t=token: revoke(t.id, t.name)).props(
+                            ui.button(icon="delete", on_click=lambda t=token: revoke(t.id, t.name)).mark(
+                                f"revoke-{token.name}").props(
                                 f'flat round color=negative aria-label="{_("Revoke")}"'
                             ).tooltip(_("Revoke"))
 
@@ -150,12 +147,13 @@ def _tokens_card(user: User, ip: str | None) -> None:
 
 
 def _show_new_token(token: str) -> None:
-    with ui.dialog() as dialog, ui.card().classes("w-full max-w-lg gap-3"):
+    # Persistent, and deleted when done: the token must not linger in the page once the user has it.
+    with ui.dialog().props("persistent") as dialog, ui.card().classes("w-full max-w-lg gap-3"):
         ui.label(_("Your new API token")).classes("text-h6")
         ui.label(_("Copy it now: it will not be shown again.")).classes("text-body2 text-warning")
-        ui.label(token).classes("lp-token lp-new-token p-2 rounded-borders bg-grey-2 text-black w-full")
+        ui.label(token).classes("lp-token p-2 rounded-borders bg-grey-2 text-black w-full").mark("new-token")
         with ui.row().classes("w-full justify-end gap-2"):
             ui.button(_("Copy"), icon="content_copy", on_click=lambda: (
                 ui.clipboard.write(token), ui.notify(_("Copied"), type="positive"))).props("flat")
-            ui.button(_("Done"), on_click=dialog.close).props("unelevated")
+            ui.button(_("Done"), on_click=dialog.delete).props("unelevated")
     dialog.open()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from nicegui import app, ui
 
-from backend.i18n import LANGUAGES
+from backend.i18n import LANGUAGES, N_
 from ui.i18n import _
 
 
@@ -21,14 +21,14 @@ class NavItem:
 
 
 NAVIGATION = [
-    NavItem("/", "home", "Home"),
-    NavItem("/chat", "chat", "Chat"),
-    NavItem("/compare", "compare_arrows", "Compare"),
-    NavItem("/models", "hub", "Models"),
-    NavItem("/datasets", "dataset", "Datasets"),
-    NavItem("/training", "model_training", "Training"),
-    NavItem("/prompts", "description", "Prompts"),
-    NavItem("/admin", "admin_panel_settings", "Admin", admin_only=True),
+    NavItem("/", "home", N_("Home")),
+    NavItem("/chat", "chat", N_("Chat")),
+    NavItem("/compare", "compare_arrows", N_("Compare")),
+    NavItem("/models", "hub", N_("Models")),
+    NavItem("/datasets", "dataset", N_("Datasets")),
+    NavItem("/training", "model_training", N_("Training")),
+    NavItem("/prompts", "description", N_("Prompts")),
+    NavItem("/admin", "admin_panel_settings", N_("Admin"), admin_only=True),
 ]
 
 BRAND = "LLM Portal"

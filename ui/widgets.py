@@ -34,7 +34,20 @@ async def confirm(message: str, *, ok: str, cancel: str | None = None) -> bool:
         ui.label(message).classes("text-body1")
         with ui.row().classes("w-full justify-end gap-2"):
             ui.button(cancel or _("Cancel"), on_click=lambda: dialog.submit(False)).props("flat")
-            ui.button(ok, on_click=lambda: dialog.submit(True)).props("unelevated color=negative")
+            ui.button(ok, on_click=lambda: dialog.submit(True)).props("unelevated color=negative").mark("confirm-ok")
     result = await dialog
     dialog.delete()
     return bool(result)
+
+
+def new_password_input(label: str, *, min_length: int, dense: bool = False) -> ui.input:
+    """A field for choosing a password, checked for length as the user leaves it."""
+    rule = _("At least {min} characters", min=min_length)
+    field = ui.input(label, password=True, password_toggle_button=True,
+                     validation={rule: lambda v: len(v or "") >= min_length})
+    return field.props(f"outlined autocomplete=new-password lazy-rules {'dense' if dense else ''}").classes("w-full")
+
+
+def repeat_password_input(label: str, *, of: ui.input, dense: bool = False) -> ui.input:
+    field = ui.input(label, password=True, validation={_("The passwords do not match"): lambda v: v == of.value})
+    return field.props(f"outlined autocomplete=new-password lazy-rules {'dense' if dense else ''}").classes("w-full")

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, func, select
 
 from backend.config import get_settings
 from backend.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
+from backend.i18n import N_
 from backend.models.auth import ApiToken, ApiTokenCreated, AuthSession, RefreshToken, TokenPair
 from backend.models.base import utcnow
 from backend.models.user import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Role, User
@@ -20,8 +21,8 @@ from backend.security import passwords, tokens
 from backend.security.ratelimit import FailureLimiter, make_failure_limiter
 from backend.services import audit, events
 
-WRONG_CREDENTIALS = "Wrong username or password"
-SESSION_EXPIRED = "Your session has expired; please sign in again"
+WRONG_CREDENTIALS = N_("Wrong username or password")
+SESSION_EXPIRED = N_("Your session has expired; please sign in again")
 
 
 @dataclass(frozen=True)

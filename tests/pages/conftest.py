@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nicegui.testing import User
 
 from tests.conftest import TEST_PASSWORD
@@ -30,3 +32,12 @@ async def register(user: User, username: str, password: str = TEST_PASSWORD) -> 
 def sign_out(user: User) -> None:
     user.find(marker="account-menu").click()
     user.find(marker="sign-out").click()
+
+
+async def notified(user: User, message: str) -> None:
+    """Wait until a notification with `message` has been shown."""
+    for _ in range(100):
+        if user.notify.contains(message):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no notification {message!r}; got {user.notify.messages}")

@@ -1,13 +1,138 @@
+"""Sign-in, registration, the frame, redirects and language, through NiceGUI's simulated user."""
+
+from __future__ import annotations
+
+import pytest
+from nicegui import ui
 from nicegui.testing import User
 
+from backend.config import reset_settings
+from tests.conftest import TEST_PASSWORD
 from tests.pages.conftest import register, see, sign_in, sign_out
 
 
-async def test_register_sign_in_and_out(user: User) -> None:
+async def test_register_see_the_frame_sign_out_and_in_again(user: User) -> None:
     await register(user, "alice")
     await see(user, "Welcome, alice")
-    await see(user, "Chat")
+    for module in ("Chat", "Compare", "Models", "Datasets", "Training", "Prompts", "Admin"):
+        await user.should_see(module)
     sign_out(user)
-    await see(user, "Sign in")
+    await see(user, "No account yet?")
     await sign_in(user, "alice")
     await see(user, "Welcome, alice")
+
+
+async def test_first_user_is_told_they_become_admin(user: User) -> None:
+    await user.open("/register")
+    await user.should_see("You are the first user: your account will be the administrator.")
+
+
+async def test_wrong_password_is_explained_and_nothing_else_happens(user: User) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    sign_out(user)
+    await see(user, "No account yet?")
+    await sign_in(user, "alice", "not the password")
+    await see(user, "Wrong username or password")
+    await user.should_not_see("Welcome, alice")
+
+
+async def test_empty_form_asks_for_both_fields(user: User) -> None:
+    await user.open("/login")
+    user.find(marker="submit").click()
+    await see(user, "Enter your username and password")
+
+
+async def test_a_page_redirects_to_login_and_back(user: User) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    sign_out(user)
+    await see(user, "No account yet?")
+    await user.open("/profile")
+    await user.should_see("No account yet?")  # the login page, not the profile
+    await sign_in(user, "alice", path=user.back_history[-1])
+    await see(user, "API tokens")
+
+
+async def test_redirect_to_only_goes_to_local_pages(user: User) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    sign_out(user)
+    await see(user, "No account yet?")
+    await sign_in(user, "alice", path="/login?redirect_to=//evil.example/steal")
+    await see(user, "Welcome, alice")
+
+
+async def test_five_failures_lock_the_form_and_say_when_to_retry(user: User) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    sign_out(user)
+    await see(user, "No account yet?")
+    for _ in range(5):
+        await sign_in(user, "alice", "wrong password")
+        await see(user, "Wrong username or password")
+    await sign_in(user, "alice")
+    await see(user, content="try again in")
+
+
+async def test_a_user_cannot_open_the_admin_page(user: User, create_user) -> None:
+    await register(user, "root")
+    await see(user, "Welcome, root")
+    bob = create_user()
+    await register(bob, "bob")
+    await see(bob, "Welcome, bob")
+    await bob.should_not_see("Admin")  # not in the navigation
+    await bob.open("/admin")
+    await bob.should_see("Administrators only")
+    await bob.should_not_see("Search users")
+
+
+async def test_switching_language_on_the_login_page(user: User) -> None:
+    await user.open("/login")
+    user.find(ui.select).click()
+    user.find("简体中文").click()
+    await see(user, "还没有账号？")
+
+
+async def test_language_on_the_profile_is_kept_for_the_account(user: User) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    await user.open("/profile")
+    user.find(marker="profile-language").click()
+    user.find("简体中文").click()
+    await see(user, "修改密码")
+    sign_out(user)
+    await see(user, "还没有账号？")
+    user.find(ui.select).click()
+    user.find("English").click()
+    await see(user, "No account yet?")
+    await sign_in(user, "alice")
+    await see(user, "欢迎，alice")  # the account's language comes back on sign-in
+
+
+async def test_closed_registration_says_so(user: User, monkeypatch: pytest.MonkeyPatch, create_user) -> None:
+    await register(user, "founder")
+    await see(user, "Welcome, founder")
+    monkeypatch.setenv("ALLOW_REGISTRATION", "false")
+    reset_settings()
+    other = create_user()
+    await other.open("/register")
+    await other.should_see("Registration is closed; ask an administrator for an account")
+    await other.open("/login")
+    await other.should_not_see("No account yet?")
+
+
+@pytest.fixture
+def admin_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_USERNAME", "boss")
+    monkeypatch.setenv("ADMIN_PASSWORD", TEST_PASSWORD)
+    reset_settings()
+
+
+@pytest.mark.usefixtures("admin_from_environment")  # set before the `user` fixture starts main.py
+async def test_admin_from_the_environment_can_sign_in(user: User) -> None:
+    await user.open("/register")
+    await user.should_not_see("You are the first user: your account will be the administrator.")
+    await sign_in(user, "boss")
+    await see(user, "Welcome, boss")
+    await user.should_see("Admin")

@@ -1,0 +1,99 @@
+"""The portal in a real headless Chromium: sign in, a wrong password, sign out; screenshots for a human eye.
+
+Screenshots land in `tests/e2e/screenshots/` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, Portal
+
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+MIN_SCREENSHOT_BYTES = 5_000  # a blank or broken page compresses to far less
+
+
+def _settle(page: Any) -> None:
+    """Let the page finish loading fonts and icons, so that screenshots show what a user sees."""
+    page.wait_for_load_state("load")
+    page.evaluate("document.fonts.ready.then(() => true)")
+    page.wait_for_timeout(300)  # Quasar's transitions (drawer, inputs) finish
+
+
+def _open_login(page: Any, portal: Portal) -> None:
+    page.goto(portal.url("/"))
+    page.wait_for_url(re.compile(r"/login\?redirect_to="))
+    page.get_by_label("Username").wait_for()
+
+
+def _sign_in(page: Any, password: str = ADMIN_PASSWORD) -> None:
+    page.get_by_label("Username").fill(ADMIN_USERNAME)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _assert_screenshot(path: Path) -> None:
+    assert path.is_file(), f"{path} was not written"
+    size = path.stat().st_size
+    assert size > MIN_SCREENSHOT_BYTES, f"{path} is only {size} bytes"
+
+
+def test_sign_in_and_home_screenshot(portal: Portal, browser: Any, page: Any, screenshots_dir: Path) -> None:
+    _open_login(page, portal)
+    _settle(page)
+    login_shot = screenshots_dir / "login-desktop.png"
+    page.screenshot(path=str(login_shot), full_page=True)
+
+    _sign_in(page)
+    page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+    assert re.search(r"/$", page.url), page.url
+    _settle(page)
+    home_shot = screenshots_dir / "home-desktop.png"
+    page.screenshot(path=str(home_shot), full_page=True)
+
+    # Phone width: a fresh context (no cookies) signs in again, which also shows the sign-in page on a phone.
+    phone = browser.new_context(viewport=PHONE_VIEWPORT, locale="en-US", is_mobile=True, has_touch=True)
+    try:
+        phone.set_default_timeout(10_000)
+        phone_page = phone.new_page()
+        _open_login(phone_page, portal)
+        _settle(phone_page)
+        login_phone_shot = screenshots_dir / "login-phone.png"
+        phone_page.screenshot(path=str(login_phone_shot), full_page=True)
+        _sign_in(phone_page)
+        phone_page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+        _settle(phone_page)
+        phone_shot = screenshots_dir / "home-phone.png"
+        phone_page.screenshot(path=str(phone_shot), full_page=True)
+        overflow = phone_page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the home page is {overflow} px wider than a {PHONE_VIEWPORT['width']} px phone"
+    finally:
+        phone.close()
+
+    for shot in (login_shot, home_shot, login_phone_shot, phone_shot):
+        _assert_screenshot(shot)
+
+
+def test_wrong_password_shows_message(portal: Portal, page: Any) -> None:
+    page.goto(portal.url("/login"))
+    page.get_by_label("Username").wait_for()
+    _sign_in(page, password="not-the-password")
+    page.get_by_text("Wrong username or password").wait_for()
+    assert "/login" in page.url
+
+
+def test_sign_out_returns_to_login(portal: Portal, page: Any) -> None:
+    _open_login(page, portal)
+    _sign_in(page)
+    page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+
+    page.get_by_role("button", name="Account").click()
+    page.get_by_text("Sign out", exact=True).click()
+    page.wait_for_url(re.compile(r"/login"))
+    page.get_by_role("button", name="Sign in").wait_for()
+
+    # Signed out for real: the home page sends us back to sign in.
+    page.goto(portal.url("/"))
+    page.wait_for_url(re.compile(r"/login\?redirect_to="))
