@@ -17,12 +17,13 @@ install: $(STAMP)
 run: install
 	$(PY) main.py
 
-# The browser tests drive Debian's chromium; install it when missing and we may (root with apt-get).
+# The browser tests drive Debian's chromium (with a CJK font for the Chinese screenshots); install them when
+# missing and we may (root with apt-get).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium not found: browser tests will be skipped"; fi; }
+	@if command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi wqy; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
+	else echo "chromium not found: browser tests will be skipped"; fi
 
 test: install browser
 	$(PY) -m ruff check .

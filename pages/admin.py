@@ -12,7 +12,7 @@ from pages.guard import page_user
 from pages.service import call, query, show_error
 from ui.frame import frame
 from ui.i18n import _
-from ui.widgets import confirm, new_password_input, section, timestamp
+from ui.widgets import confirm, format_time, new_password_input, section
 
 router = APIRouter()
 
@@ -66,19 +66,18 @@ def _users_section(admin: User, ip: str | None) -> None:
             if not found:
                 ui.label(_("No user matches.")).classes("text-secondary")
                 return
-            with ui.list().props("bordered separator").classes("w-full rounded-borders"):
+            with ui.column().classes("w-full gap-0 lp-user-list"):
                 for user in found:
-                    with ui.item().classes("lp-user-row"):
-                        with ui.item_section():
-                            with ui.item_label().classes("text-weight-medium"):
-                                ui.label(user.username).classes("inline")
+                    with ui.row().classes("lp-user-row w-full items-center justify-between gap-2 py-2"):
+                        with ui.column().classes("gap-0 min-w-0"):
+                            with ui.row().classes("items-center gap-2"):
+                                ui.label(user.username).classes("text-weight-medium")
                                 if user.disabled:
-                                    ui.badge(_("disabled"), color="negative").classes("ml-2")
-                            with ui.item_label().props("caption"):
-                                ui.label(_("last sign-in")).classes("inline")
-                                ui.label(" ").classes("inline")
-                                timestamp(user.last_login_at, classes="inline")
-                        with ui.item_section().props("side"), ui.row().classes("items-center gap-2 no-wrap"):
+                                    ui.badge(_("disabled"), color="negative")
+                            ui.label(f"{_('last sign-in')} {format_time(user.last_login_at)}").classes(
+                                "text-caption text-secondary"
+                            )
+                        with ui.row().classes("items-center gap-2 no-wrap"):
                             ui.select(
                                 {Role.admin.value: _("Administrator"), Role.user.value: _("User")},
                                 value=user.role.value,
@@ -86,9 +85,7 @@ def _users_section(admin: User, ip: str | None) -> None:
                                                                   _("Role changed")) if e.value != u.role else None,
                             ).props('dense outlined options-dense aria-label="Role"').classes("w-36")
                             ui.switch(value=not user.disabled, on_change=lambda _e, u=user: toggle_disabled(u)).mark(
-                                f"enabled-{user.username}").props(
-                                'aria-label="Enabled"'
-                            ).tooltip(_("Enabled"))
+                                f"enabled-{user.username}").props('aria-label="Enabled"').tooltip(_("Enabled"))
                             ui.button(icon="password", on_click=lambda u=user: reset_password(u)).mark(
                                 f"reset-{user.username}").props(
                                 f'flat round aria-label="{_("Reset password")}"'

@@ -9,9 +9,9 @@ from nicegui import APIRouter, app, ui
 from sqlmodel import Session
 
 from backend.errors import DomainError, TooManyRequests
-from backend.models.user import PASSWORD_MIN_LENGTH, USERNAME_PATTERN, User
-from backend.services import auth
-from pages.guard import forget_sign_in, remember_sign_in, safe_redirect
+from backend.models.user import PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Language, User
+from backend.services import auth, users
+from pages.guard import forget_sign_in, language_picked_before_sign_in, remember_sign_in, safe_redirect
 from pages.service import call, error_text, query
 from ui.frame import bare_frame
 from ui.i18n import _
@@ -20,16 +20,16 @@ from ui.widgets import new_password_input, repeat_password_input
 router = APIRouter()
 
 
-def _sign_in(session: Session, *, username: str, password: str, ip: str, user_agent: str) -> tuple[User, str]:
-    user = auth.authenticate(session, username=username, password=password, ip=ip)
-    auth_session = auth.start_session(session, user=user, kind="web", ip=ip, user_agent=user_agent)
-    return user, auth_session.id
-
-
-def _register_and_sign_in(
-    session: Session, *, username: str, password: str, ip: str, user_agent: str
+def _sign_in(
+    session: Session, *, username: str, password: str, ip: str, user_agent: str, language: Language | None,
+    register: bool = False,
 ) -> tuple[User, str]:
-    user = auth.register(session, username=username, password=password, ip=ip)
+    if register:
+        user = auth.register(session, username=username, password=password, ip=ip)
+    else:
+        user = auth.authenticate(session, username=username, password=password, ip=ip)
+    if language is not None and language != user.language:
+        users.set_language(session, user=user, language=language)
     auth_session = auth.start_session(session, user=user, kind="web", ip=ip, user_agent=user_agent)
     return user, auth_session.id
 
@@ -56,10 +56,12 @@ def login_page(request: Request, redirect_to: str = "/") -> None:
     user_agent = request.headers.get("user-agent", "")
 
     with bare_frame(_("Sign in")):
-        username = ui.input(_("Username")).props("outlined autofocus autocomplete=username").classes("w-full")
+        username = ui.input(_("Username")).props("outlined autofocus autocomplete=username").classes("w-full").mark(
+            "username"
+        )
         password = ui.input(_("Password"), password=True, password_toggle_button=True).props(
             "outlined autocomplete=current-password"
-        ).classes("w-full")
+        ).classes("w-full").mark("password")
         message = ui.label().classes("text-negative lp-form-error")
         message.set_visibility(False)
 
@@ -72,7 +74,8 @@ def login_page(request: Request, redirect_to: str = "/") -> None:
             button.props("loading")
             try:
                 user, session_id = await call(
-                    _sign_in, username=username.value, password=password.value, ip=ip, user_agent=user_agent
+                    _sign_in, username=username.value, password=password.value, ip=ip, user_agent=user_agent,
+                    language=language_picked_before_sign_in(),
                 )
             except TooManyRequests as error:
                 message.set_text(_("Too many failed sign-in attempts; try again in {seconds} s",
@@ -128,8 +131,8 @@ def register_page(request: Request, redirect_to: str = "/") -> None:
             button.props("loading")
             try:
                 user, session_id = await call(
-                    _register_and_sign_in, username=username.value, password=password.value, ip=ip,
-                    user_agent=user_agent,
+                    _sign_in, username=username.value, password=password.value, ip=ip, user_agent=user_agent,
+                    language=language_picked_before_sign_in(), register=True,
                 )
             except DomainError as error:
                 message.set_text(error_text(error))

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from backend.db import session_scope
 from backend.errors import Unauthorized
-from backend.models.user import User
+from backend.models.user import Language, User
 from backend.services import auth, events
 from ui.frame import set_sign_out_handler
 
@@ -60,10 +60,22 @@ class PageAuthMiddleware(BaseHTTPMiddleware):
 
 
 def remember_sign_in(user: User, session_id: str) -> None:
+    """Store the sign-in in this browser's storage. A language picked on the sign-in page wins over the
+    account's (the caller saves it to the account); otherwise the account's language applies."""
+    chosen = app.storage.user.pop("lang_chosen", False)
+    language = app.storage.user.get("lang") if chosen else user.language.value
     app.storage.user.update(
-        session_id=session_id, user_id=user.id, username=user.username, role=user.role.value,
-        lang=user.language.value,
+        session_id=session_id, user_id=user.id, username=user.username, role=user.role.value, lang=language,
     )
+
+
+def language_picked_before_sign_in() -> Language | None:
+    if not app.storage.user.get("lang_chosen"):
+        return None
+    try:
+        return Language(app.storage.user.get("lang"))
+    except ValueError:
+        return None
 
 
 def forget_sign_in() -> None:

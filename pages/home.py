@@ -28,12 +28,15 @@ def home_page(request: Request) -> None:
     user = page_user(request)
     with frame(_("Home")):
         ui.label(_("Welcome, {name}", name=user.username)).classes("text-subtitle1 text-secondary")
-        with ui.element("div").classes("grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full"):
+        with ui.element("div").classes("grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-3 sm:gap-4 w-full"):
             for item in NAVIGATION:
                 if item.path not in DESCRIPTIONS or (item.admin_only and user.role != "admin"):
                     continue
                 with ui.card().classes("lp-module-card").on("click", lambda path=item.path: ui.navigate.to(path)):
-                    with ui.row().classes("items-center gap-3 no-wrap"):
+                    with ui.row().classes("items-center gap-3 no-wrap w-full"):
                         ui.icon(item.icon, size="2rem").classes("text-primary")
                         ui.label(_(item.label)).classes("text-h6")
+                        if not item.ready:
+                            ui.space()
+                            ui.badge(_("Coming soon"), color="grey-5").props("outline").classes("lp-soon")
                     ui.label(_(DESCRIPTIONS[item.path])).classes("text-body2 text-secondary")

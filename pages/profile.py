@@ -13,7 +13,7 @@ from pages.guard import page_user
 from pages.service import call, query, show_error
 from ui.frame import frame
 from ui.i18n import _
-from ui.widgets import confirm, new_password_input, repeat_password_input, section, timestamp
+from ui.widgets import confirm, format_time, new_password_input, repeat_password_input, section, timestamp
 
 router = APIRouter()
 
@@ -119,12 +119,11 @@ def _tokens_card(user: User, ip: str | None) -> None:
                     with ui.item().classes("lp-token-row"):
                         with ui.item_section():
                             ui.item_label(token.name).classes("text-weight-medium")
-                            with ui.item_label().props("caption"):
-                                ui.label(f"{token.prefix}…").classes("lp-token inline")
-                                ui.label(" · " + _("created")).classes("inline")
-                                timestamp(token.created_at, classes="inline")
-                                ui.label(" · " + _("last used")).classes("inline")
-                                timestamp(token.last_used_at, classes="inline")
+                            ui.item_label(f"{token.prefix}…").props("caption").classes("lp-token")
+                            ui.item_label(
+                                f"{_('created')} {format_time(token.created_at)} · "
+                                f"{_('last used')} {format_time(token.last_used_at)}"
+                            ).props("caption")
                         with ui.item_section().props("side"):
                             ui.button(icon="delete", on_click=lambda t=token: revoke(t.id, t.name)).mark(
                                 f"revoke-{token.name}").props(

@@ -18,16 +18,17 @@ class NavItem:
     icon: str
     label: str  # an English message id, translated when shown
     admin_only: bool = False
+    ready: bool = True  # False: the module is still to come, and says so
 
 
 NAVIGATION = [
     NavItem("/", "home", N_("Home")),
-    NavItem("/chat", "chat", N_("Chat")),
-    NavItem("/compare", "compare_arrows", N_("Compare")),
-    NavItem("/models", "hub", N_("Models")),
-    NavItem("/datasets", "dataset", N_("Datasets")),
-    NavItem("/training", "model_training", N_("Training")),
-    NavItem("/prompts", "description", N_("Prompts")),
+    NavItem("/chat", "chat", N_("Chat"), ready=False),
+    NavItem("/compare", "compare_arrows", N_("Compare"), ready=False),
+    NavItem("/models", "hub", N_("Models"), ready=False),
+    NavItem("/datasets", "dataset", N_("Datasets"), ready=False),
+    NavItem("/training", "model_training", N_("Training"), ready=False),
+    NavItem("/prompts", "description", N_("Prompts"), ready=False),
     NavItem("/admin", "admin_panel_settings", N_("Admin"), admin_only=True),
 ]
 
@@ -50,6 +51,7 @@ async def _sign_out_clicked() -> None:
 def apply_theme() -> ui.dark_mode:
     """Colours, the stylesheet and the dark-mode preference of this browser."""
     ui.colors(primary="#4f46e5", secondary="#64748b", accent="#0ea5e9", positive="#16a34a", negative="#dc2626")
+    ui.button.default_props("no-caps")
     ui.add_head_html('<link rel="stylesheet" href="/assets/portal.css">')
     return ui.dark_mode().bind_value(app.storage.user, "dark")
 
@@ -61,6 +63,7 @@ def language_select() -> ui.select:
         value = getattr(event, "value", None)
         if value and value != app.storage.user.get("lang"):
             app.storage.user["lang"] = value
+            app.storage.user["lang_chosen"] = True  # picked before signing in: the account takes it over
             ui.navigate.reload()
 
     return ui.select(LANGUAGES, value=app.storage.user.get("lang", "en"), on_change=change).props(
@@ -89,21 +92,24 @@ def frame(title: str) -> Iterator[ui.column]:
     with ui.header(elevated=False).classes("lp-header items-center gap-2 px-3 py-2"):
         drawer_button = ui.button(icon="menu").props('flat round color=white aria-label="Menu"')
         ui.link(BRAND, "/").classes("lp-brand")
-        ui.label(title).classes("lp-title gt-xs")
         ui.space()
         ui.button(icon="dark_mode", on_click=lambda: dark.set_value(not dark.value)).props(
             'flat round color=white aria-label="Dark mode"'
-        ).tooltip(_("Dark mode"))
+        ).bind_icon_from(dark, "value", lambda on: "light_mode" if on else "dark_mode").tooltip(_("Dark mode"))
         _user_menu(username)
 
+    current = ui.context.client.page.path
     with ui.left_drawer(bordered=True).classes("lp-drawer").props("width=220 breakpoint=900") as drawer:
-        with ui.list().classes("w-full"):
+        with ui.list().classes("w-full pt-2"):
             for item in NAVIGATION:
                 if item.admin_only and not is_admin:
                     continue
-                with ui.item(on_click=lambda path=item.path: ui.navigate.to(path)).classes("lp-nav-item"):
+                entry = ui.item(on_click=lambda path=item.path: ui.navigate.to(path)).classes("lp-nav-item")
+                if item.path == current:
+                    entry.props("active").classes("lp-nav-active")
+                with entry:
                     with ui.item_section().props("avatar"):
-                        ui.icon(item.icon)
+                        ui.icon(item.icon, color="primary")
                     with ui.item_section():
                         ui.item_label(_(item.label))
     drawer_button.on_click(drawer.toggle)
@@ -118,7 +124,7 @@ def bare_frame(title: str) -> Iterator[ui.card]:
     """A centred card for pages outside the signed-in frame (sign-in, registration)."""
     apply_theme()
     ui.page_title(f"{title} · {BRAND}")
-    with ui.column().classes("lp-bare w-full items-center justify-center p-4"):
+    with ui.column().classes("lp-bare w-full items-center p-4"):
         with ui.row().classes("w-full max-w-sm items-center justify-between"):
             ui.label(BRAND).classes("text-h6 text-primary text-weight-bold")
             language_select()

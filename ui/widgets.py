@@ -22,11 +22,13 @@ def section(title: str, *, icon: str | None = None) -> Iterator[ui.card]:
         yield card
 
 
-def timestamp(value: datetime | None, *, classes: str = "") -> ui.label:
+def format_time(value: datetime | None) -> str:
     """A time, in UTC and labelled so: the server's zone would mean nothing to the reader."""
-    if value is None:
-        return ui.label(_("never")).classes(classes)
-    return ui.label(value.strftime("%Y-%m-%d %H:%M UTC")).classes(classes)
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else _("never")
+
+
+def timestamp(value: datetime | None, *, classes: str = "") -> ui.label:
+    return ui.label(format_time(value)).classes(classes)
 
 
 async def confirm(message: str, *, ok: str, cancel: str | None = None) -> bool:

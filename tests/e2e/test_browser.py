@@ -97,3 +97,97 @@ def test_sign_out_returns_to_login(portal: Portal, page: Any) -> None:
     # Signed out for real: the home page sends us back to sign in.
     page.goto(portal.url("/"))
     page.wait_for_url(re.compile(r"/login\?redirect_to="))
+
+
+def _api(portal: Portal, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(portal.url(path), method=method, data=json.dumps(body or {}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else {}
+
+
+def test_disabling_a_user_moves_only_their_open_page_to_login(portal: Portal, browser: Any, page: Any) -> None:
+    bob = _api(portal, "POST", "/api/v1/auth/register", {"username": "bob", "password": "bob password 1"})
+    _open_login(page, portal)
+    _sign_in(page)
+    page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+
+    bob_context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    try:
+        bob_page = bob_context.new_page()
+        bob_page.goto(portal.url("/profile"))
+        bob_page.get_by_label("Username").fill("bob")
+        bob_page.get_by_label("Password").fill("bob password 1")
+        bob_page.get_by_role("button", name="Sign in").click()
+        bob_page.get_by_text("API tokens").first.wait_for()
+        assert bob_page.url.endswith("/profile")
+
+        admin = _api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+        _api(portal, "PATCH", f"/api/v1/admin/users/{bob['id']}", {"disabled": True}, token=admin["access_token"])
+
+        bob_page.wait_for_url(re.compile(r"/login"), timeout=5_000)  # without reloading: the server moved it
+        bob_page.goto(portal.url("/profile"))
+        bob_page.wait_for_url(re.compile(r"/login\?redirect_to="))
+        page.wait_for_timeout(500)
+        assert not re.search(r"/login", page.url), "the admin's own page must stay where it was"
+    finally:
+        bob_context.close()
+
+
+def test_profile_and_admin_pages_screenshots(portal: Portal, browser: Any, screenshots_dir: Path) -> None:
+    shots = []
+    for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE_VIEWPORT)):
+        context = browser.new_context(viewport=viewport, locale="en-US")
+        try:
+            page = context.new_page()
+            _open_login(page, portal)
+            _sign_in(page)
+            page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+
+            page.goto(portal.url("/profile"))
+            page.get_by_label("Token name").fill(f"ci-{name}")
+            page.get_by_role("button", name="Create token").click()
+            page.get_by_text("Your new API token").wait_for()
+            _settle(page)
+            shots.append(screenshots_dir / f"profile-token-{name}.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+            page.get_by_role("button", name="Done").click()
+            page.get_by_text(f"ci-{name}").first.wait_for()
+            _settle(page)
+            shots.append(screenshots_dir / f"profile-{name}.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            page.goto(portal.url("/admin"))
+            page.get_by_label("Search users").wait_for()
+            _settle(page)
+            shots.append(screenshots_dir / f"admin-{name}.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the admin page is {overflow} px too wide at {viewport['width']} px"
+        finally:
+            context.close()
+    for shot in shots:
+        _assert_screenshot(shot)
+
+
+def test_chinese_and_dark_mode(portal: Portal, page: Any, screenshots_dir: Path) -> None:
+    _open_login(page, portal)
+    page.get_by_text("English").click()
+    page.get_by_text("简体中文").click()
+    page.get_by_role("button", name="登录").wait_for()
+    page.get_by_label("用户名").fill(ADMIN_USERNAME)
+    page.get_by_label("密码").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.get_by_text(f"欢迎，{ADMIN_USERNAME}").wait_for()
+    page.get_by_role("button", name="Dark mode").click()
+    page.wait_for_function("document.body.classList.contains('body--dark')")
+    _settle(page)
+    shot = screenshots_dir / "home-zh-dark.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _assert_screenshot(shot)

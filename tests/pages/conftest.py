@@ -16,8 +16,8 @@ async def see(user: User, target: str | None = None, **kwargs: object) -> None:
 
 async def sign_in(user: User, username: str, password: str = TEST_PASSWORD, *, path: str = "/login") -> None:
     await user.open(path)
-    user.find("Username").type(username)
-    user.find("Password").type(password)
+    user.find(marker="username").type(username)
+    user.find(marker="password").type(password)
     user.find(marker="submit").click()
 
 

@@ -7,6 +7,8 @@ from nicegui import ui
 from nicegui.testing import User
 
 from backend.config import reset_settings
+from backend.db import session_scope
+from backend.services import auth
 from tests.conftest import TEST_PASSWORD
 from tests.pages.conftest import register, see, sign_in, sign_out
 
@@ -103,11 +105,23 @@ async def test_language_on_the_profile_is_kept_for_the_account(user: User) -> No
     await see(user, "修改密码")
     sign_out(user)
     await see(user, "还没有账号？")
-    user.find(ui.select).click()
-    user.find("English").click()
-    await see(user, "No account yet?")
     await sign_in(user, "alice")
-    await see(user, "欢迎，alice")  # the account's language comes back on sign-in
+    await see(user, "欢迎，alice")
+
+
+async def test_language_picked_before_signing_in_is_saved_to_the_account(user: User, create_user) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    other_browser = create_user()
+    await other_browser.open("/login")
+    other_browser.find(ui.select).click()
+    other_browser.find("简体中文").click()
+    await see(other_browser, "还没有账号？")
+    await sign_in(other_browser, "alice")
+    await see(other_browser, "欢迎，alice")
+    with session_scope() as session:
+        alice = auth.get_user_by_name(session, "alice")
+        assert alice is not None and alice.language == "zh"
 
 
 async def test_closed_registration_says_so(user: User, monkeypatch: pytest.MonkeyPatch, create_user) -> None:
