@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -106,3 +107,14 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def settings():
     return get_settings()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database for tests (TEST_REDIS_URL, default db 15 on 127.0.0.1); skipped where none answers."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis answers at {url}")
+    return url

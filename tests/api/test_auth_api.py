@@ -141,6 +141,29 @@ def test_five_failures_from_an_address_lock_that_address(client: TestClient) -> 
     assert "Retry-After" in response.headers
 
 
+def test_with_redis_the_lock_is_kept_in_redis(client: TestClient, redis_url: str, monkeypatch) -> None:
+    import redis
+
+    from backend.services import auth
+
+    store = redis.Redis.from_url(redis_url)
+    for key in store.scan_iter("llmportal:fail:*"):
+        store.delete(key)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    reset_settings()
+    auth.login_limiter.cache_clear()
+    try:
+        register(client, "alice")
+        for _ in range(5):
+            client.post("/api/v1/auth/login", json={"username": "alice", "password": "nope nope"})
+        assert store.zcard("llmportal:fail:user:alice") == 5
+        response = client.post("/api/v1/auth/login", json={"username": "alice", "password": TEST_PASSWORD})
+        assert response.status_code == 429
+    finally:
+        for key in store.scan_iter("llmportal:fail:*"):
+            store.delete(key)
+
+
 def test_login_bad_body_is_422(client: TestClient) -> None:
     response = client.post("/api/v1/auth/login", content="not json", headers={"Content-Type": "application/json"})
     assert response.status_code == 422
