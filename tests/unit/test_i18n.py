@@ -20,7 +20,8 @@ ERROR_CLASSES = {"Invalid", "Unauthorized", "Forbidden", "NotFound", "Conflict",
 def message_ids() -> dict[str, str]:
     """Message id → where it was first seen, for every literal passed to `_`, `gettext`, `N_` or a domain error."""
     found: dict[str, str] = {}
-    files = [p for src in SOURCES for p in ((ROOT / src).rglob("*.py") if (ROOT / src).is_dir() else [ROOT / src])]
+    files = [p for src in SOURCES if (ROOT / src).exists()
+             for p in ((ROOT / src).rglob("*.py") if (ROOT / src).is_dir() else [ROOT / src])]
     for path in files:
         if "migrations" in path.parts:
             continue
