@@ -27,6 +27,7 @@ browser:
 
 test: install browser
 	$(PY) -m ruff check .
+	$(PY) -m mypy backend ui pages main.py
 	$(PY) -m pytest
 
 lint: install

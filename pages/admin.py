@@ -99,8 +99,11 @@ def _users_section(admin: User, ip: str | None) -> None:
                 )
                 with ui.row().classes("w-full justify-end gap-2"):
                     ui.button(_("Cancel"), on_click=lambda: dialog.submit(None)).props("flat")
-                    ui.button(_("Set password"), on_click=lambda: password.validate() and dialog.submit(
-                        password.value)).props("unelevated").mark("set-password")
+                    def submit() -> None:
+                        if password.validate():
+                            dialog.submit(password.value)
+
+                    ui.button(_("Set password"), on_click=submit).props("unelevated").mark("set-password")
             value = await dialog
             dialog.delete()
             if value:

@@ -73,7 +73,7 @@ def language_picked_before_sign_in() -> Language | None:
     if not app.storage.user.get("lang_chosen"):
         return None
     try:
-        return Language(app.storage.user.get("lang"))
+        return Language(str(app.storage.user.get("lang")))
     except ValueError:
         return None
 

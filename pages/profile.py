@@ -152,7 +152,10 @@ def _show_new_token(token: str) -> None:
         ui.label(_("Copy it now: it will not be shown again.")).classes("text-body2 text-warning")
         ui.label(token).classes("lp-token p-2 rounded-borders bg-grey-2 text-black w-full").mark("new-token")
         with ui.row().classes("w-full justify-end gap-2"):
-            ui.button(_("Copy"), icon="content_copy", on_click=lambda: (
-                ui.clipboard.write(token), ui.notify(_("Copied"), type="positive"))).props("flat")
+            def copy() -> None:
+                ui.clipboard.write(token)
+                ui.notify(_("Copied"), type="positive")
+
+            ui.button(_("Copy"), icon="content_copy", on_click=copy).props("flat")
             ui.button(_("Done"), on_click=dialog.delete).props("unelevated")
     dialog.open()

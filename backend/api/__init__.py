@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from backend.api import admin, auth, health
-from backend.api.errors import install_error_handlers
+from backend.api.errors import api_errors_as_json, install_error_handlers
 from backend.i18n import negotiate, request_language
 
 API_PREFIX = "/api/v1"
@@ -32,4 +32,5 @@ def install(app: FastAPI) -> None:
     """Mount every router and the error handlers on `app` (the NiceGUI app in production, a bare one in tests)."""
     app.include_router(build_router())
     install_error_handlers(app)
+    app.middleware("http")(api_errors_as_json)
     app.middleware("http")(_language_middleware)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import DomainError, TooManyRequests, Unauthorized
@@ -42,7 +44,38 @@ def _http_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
 
 
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    # A page framework may answer 404 with an HTML page; under the API prefixes it is JSON like every error.
+    page_not_found = app.exception_handlers.get(404)
+
+    async def not_found(request: Request, error: Exception) -> Response:
+        if page_not_found is None or is_api_path(request.url.path):
+            detail = error.detail if isinstance(error, StarletteHTTPException) else "Not Found"
+            return JSONResponse({"detail": detail}, status_code=404)
+        result = page_not_found(request, error)
+        return await result if inspect.isawaitable(result) else result
+
+    app.add_exception_handler(404, not_found)
+
+
+async def api_errors_as_json(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """An unexpected failure under the API prefixes is logged and answered as JSON, never as a traceback."""
+    if not is_api_path(request.url.path):
+        return await call_next(request)
+    try:
+        return await call_next(request)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": gettext("Internal error; the administrator can find it in the log")},
+                            status_code=500)

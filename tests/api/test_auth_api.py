@@ -438,3 +438,17 @@ def test_access_token_lifetime_is_fifteen_minutes(client: TestClient) -> None:
 
     claims = decode_access_token(access, secret_key=get_settings().effective_secret_key)
     assert abs(claims.expires_at - (time.time() + 900)) < 30
+
+
+def test_unknown_api_paths_and_crashes_answer_json(api_app, client: TestClient) -> None:
+    assert client.get("/api/v1/no-such-thing").json() == {"detail": "Not Found"}
+
+    @api_app.get("/api/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(api_app, raise_server_exceptions=False) as crashing:
+        response = crashing.get("/api/v1/boom")
+    assert response.status_code == 500
+    assert "secret internals" not in response.text
+    assert response.json() == {"detail": "Internal error; the administrator can find it in the log"}

@@ -150,3 +150,22 @@ async def test_admin_from_the_environment_can_sign_in(user: User) -> None:
     await sign_in(user, "boss")
     await see(user, "Welcome, boss")
     await user.should_see("Admin")
+
+
+async def test_the_portal_answers_api_errors_as_json_and_pages_with_redirects(user: User) -> None:
+    missing = await user.http_client.get("/api/v1/no-such-thing")
+    assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
+    unauthorised = await user.http_client.get("/api/v1/users/me")
+    assert unauthorised.status_code == 401 and "detail" in unauthorised.json()
+    page = await user.http_client.get("/profile")
+    assert page.status_code == 303 and page.headers["location"] == "/login?redirect_to=%2Fprofile"
+    assert (await user.http_client.get("/api/v1/health")).json() == {"status": "ok"}
+
+
+async def test_modules_still_to_come_say_so_inside_the_frame(user: User) -> None:
+    await register(user, "alice")
+    await see(user, "Welcome, alice")
+    await user.open("/datasets")
+    await user.should_see("Coming soon")
+    await user.should_see("Upload, validate and version the data you fine-tune on.")
+    await user.should_see(marker="account-menu")
