@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from fastapi import Request
 from nicegui import APIRouter, app, ui
 from sqlmodel import Session
 
-from backend.errors import DomainError, TooManyRequests
+from backend.errors import DomainError
 from backend.models.user import PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Language, User
 from backend.services import auth, users
 from pages.guard import forget_sign_in, language_picked_before_sign_in, remember_sign_in, safe_redirect
@@ -32,6 +33,41 @@ def _sign_in(
         users.set_language(session, user=user, language=language)
     auth_session = auth.start_session(session, user=user, kind="web", ip=ip, user_agent=user_agent)
     return user, auth_session.id
+
+
+@dataclass
+class _Form:
+    username: ui.input
+    password: ui.input
+    button: ui.button
+    message: ui.label
+    ip: str
+    user_agent: str
+    target: str
+
+
+def show(message: ui.label, text: str) -> None:
+    message.set_text(text)
+    message.set_visibility(True)
+
+
+async def _sign_in_and_go(form: _Form, *, register: bool) -> bool:
+    """Sign in (or register, then sign in) and go to the target page; on failure say why in the form."""
+    form.message.set_visibility(False)
+    form.button.props("loading")
+    try:
+        user, session_id = await call(
+            _sign_in, username=form.username.value, password=form.password.value, ip=form.ip,
+            user_agent=form.user_agent, language=language_picked_before_sign_in(), register=register,
+        )
+    except DomainError as error:  # wrong password, locked (with when to retry), disabled, taken, closed
+        show(form.message, error_text(error))
+        return False
+    finally:
+        form.button.props(remove="loading")
+    remember_sign_in(user, session_id)
+    ui.navigate.to(form.target)
+    return True
 
 
 def _already_signed_in() -> bool:
@@ -66,33 +102,14 @@ def login_page(request: Request, redirect_to: str = "/") -> None:
         message.set_visibility(False)
 
         async def submit() -> None:
-            message.set_visibility(False)
             if not username.value.strip() or not password.value:
-                message.set_text(_("Enter your username and password"))
-                message.set_visibility(True)
+                show(message, _("Enter your username and password"))
                 return
-            button.props("loading")
-            try:
-                user, session_id = await call(
-                    _sign_in, username=username.value, password=password.value, ip=ip, user_agent=user_agent,
-                    language=language_picked_before_sign_in(),
-                )
-            except TooManyRequests as error:
-                message.set_text(_("Too many failed sign-in attempts; try again in {seconds} s",
-                                   seconds=error.retry_after))
-                message.set_visibility(True)
-                return
-            except DomainError as error:
-                message.set_text(error_text(error))
-                message.set_visibility(True)
+            if not await _sign_in_and_go(form, register=False):
                 password.set_value("")
-                return
-            finally:
-                button.props(remove="loading")
-            remember_sign_in(user, session_id)
-            ui.navigate.to(target)
 
         button = ui.button(_("Sign in"), on_click=submit).props("unelevated").classes("w-full").mark("submit")
+        form = _Form(username, password, button, message, ip, user_agent, target)
         password.on("keydown.enter", submit)
         username.on("keydown.enter", submit)
         if query(auth.registration_open):
@@ -125,25 +142,11 @@ def register_page(request: Request, redirect_to: str = "/") -> None:
         message.set_visibility(False)
 
         async def submit() -> None:
-            message.set_visibility(False)
-            if not all(field.validate() for field in (username, password, confirm)):
-                return
-            button.props("loading")
-            try:
-                user, session_id = await call(
-                    _sign_in, username=username.value, password=password.value, ip=ip, user_agent=user_agent,
-                    language=language_picked_before_sign_in(), register=True,
-                )
-            except DomainError as error:
-                message.set_text(error_text(error))
-                message.set_visibility(True)
-                return
-            finally:
-                button.props(remove="loading")
-            remember_sign_in(user, session_id)
-            ui.navigate.to(target)
+            if all(field.validate() for field in (username, password, confirm)):
+                await _sign_in_and_go(form, register=True)
 
         button = ui.button(_("Create account"), on_click=submit).props("unelevated").classes("w-full").mark("submit")
+        form = _Form(username, password, button, message, ip, user_agent, target)
         confirm.on("keydown.enter", submit)
         with ui.row().classes("w-full justify-center gap-1 text-body2"):
             ui.label(_("Already registered?"))

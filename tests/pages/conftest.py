@@ -41,3 +41,15 @@ async def notified(user: User, message: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"no notification {message!r}; got {user.notify.messages}")
+
+
+async def signed_up(user: User, username: str) -> None:
+    """Register `username` in this browser and land on the home page."""
+    await register(user, username)
+    await see(user, f"Welcome, {username}")
+
+
+async def signed_up_then_out(user: User, username: str) -> None:
+    await signed_up(user, username)
+    sign_out(user)
+    await see(user, "No account yet?")

@@ -7,15 +7,13 @@ from nicegui.testing import User
 from backend.db import session_scope
 from backend.models.user import UserUpdate
 from backend.services import auth, users
-from tests.pages.conftest import register, see, sign_in
+from tests.pages.conftest import see, sign_in, signed_up
 
 
 async def test_disabling_a_user_sends_their_open_page_to_login(user: User, create_user) -> None:
-    await register(user, "root")
-    await see(user, "Welcome, root")
+    await signed_up(user, "root")
     bob = create_user()
-    await register(bob, "bob")
-    await see(bob, "Welcome, bob")
+    await signed_up(bob, "bob")
     await bob.open("/profile")
     await bob.should_see("API tokens")
 
@@ -33,8 +31,7 @@ async def test_disabling_a_user_sends_their_open_page_to_login(user: User, creat
 
 
 async def test_disabling_through_the_api_reaches_open_pages_too(user: User) -> None:
-    await register(user, "root")
-    await see(user, "Welcome, root")
+    await signed_up(user, "root")
     with session_scope() as session:
         root = auth.get_user_by_name(session, "root")
         assert root is not None
@@ -45,11 +42,9 @@ async def test_disabling_through_the_api_reaches_open_pages_too(user: User) -> N
 
 
 async def test_reset_a_password(user: User, create_user) -> None:
-    await register(user, "root")
-    await see(user, "Welcome, root")
+    await signed_up(user, "root")
     bob = create_user()
-    await register(bob, "bob")
-    await see(bob, "Welcome, bob")
+    await signed_up(bob, "bob")
 
     await user.open("/admin")
     user.find(marker="reset-bob").click()
@@ -65,8 +60,7 @@ async def test_reset_a_password(user: User, create_user) -> None:
 
 
 async def test_search_users(user: User, create_user) -> None:
-    await register(user, "root")
-    await see(user, "Welcome, root")
+    await signed_up(user, "root")
     with session_scope() as session:
         auth.register(session, username="carol", password="carol password")
     await user.open("/admin")

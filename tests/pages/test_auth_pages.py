@@ -10,12 +10,11 @@ from backend.config import reset_settings
 from backend.db import session_scope
 from backend.services import auth
 from tests.conftest import TEST_PASSWORD
-from tests.pages.conftest import register, see, sign_in, sign_out
+from tests.pages.conftest import see, sign_in, sign_out, signed_up, signed_up_then_out
 
 
 async def test_register_see_the_frame_sign_out_and_in_again(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
+    await signed_up(user, "alice")
     for module in ("Chat", "Compare", "Models", "Datasets", "Training", "Prompts", "Admin"):
         await user.should_see(module)
     sign_out(user)
@@ -30,10 +29,7 @@ async def test_first_user_is_told_they_become_admin(user: User) -> None:
 
 
 async def test_wrong_password_is_explained_and_nothing_else_happens(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
-    sign_out(user)
-    await see(user, "No account yet?")
+    await signed_up_then_out(user, "alice")
     await sign_in(user, "alice", "not the password")
     await see(user, "Wrong username or password")
     await user.should_not_see("Welcome, alice")
@@ -46,10 +42,7 @@ async def test_empty_form_asks_for_both_fields(user: User) -> None:
 
 
 async def test_a_page_redirects_to_login_and_back(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
-    sign_out(user)
-    await see(user, "No account yet?")
+    await signed_up_then_out(user, "alice")
     await user.open("/profile")
     await user.should_see("No account yet?")  # the login page, not the profile
     await sign_in(user, "alice", path=user.back_history[-1])
@@ -57,19 +50,13 @@ async def test_a_page_redirects_to_login_and_back(user: User) -> None:
 
 
 async def test_redirect_to_only_goes_to_local_pages(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
-    sign_out(user)
-    await see(user, "No account yet?")
+    await signed_up_then_out(user, "alice")
     await sign_in(user, "alice", path="/login?redirect_to=//evil.example/steal")
     await see(user, "Welcome, alice")
 
 
 async def test_five_failures_lock_the_form_and_say_when_to_retry(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
-    sign_out(user)
-    await see(user, "No account yet?")
+    await signed_up_then_out(user, "alice")
     for _ in range(5):
         await sign_in(user, "alice", "wrong password")
         await see(user, "Wrong username or password")
@@ -78,11 +65,9 @@ async def test_five_failures_lock_the_form_and_say_when_to_retry(user: User) -> 
 
 
 async def test_a_user_cannot_open_the_admin_page(user: User, create_user) -> None:
-    await register(user, "root")
-    await see(user, "Welcome, root")
+    await signed_up(user, "root")
     bob = create_user()
-    await register(bob, "bob")
-    await see(bob, "Welcome, bob")
+    await signed_up(bob, "bob")
     await bob.should_not_see("Admin")  # not in the navigation
     await bob.open("/admin")
     await bob.should_see("Administrators only")
@@ -97,8 +82,7 @@ async def test_switching_language_on_the_login_page(user: User) -> None:
 
 
 async def test_language_on_the_profile_is_kept_for_the_account(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
+    await signed_up(user, "alice")
     await user.open("/profile")
     user.find(marker="profile-language").click()
     user.find("简体中文").click()
@@ -110,8 +94,7 @@ async def test_language_on_the_profile_is_kept_for_the_account(user: User) -> No
 
 
 async def test_language_picked_before_signing_in_is_saved_to_the_account(user: User, create_user) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
+    await signed_up(user, "alice")
     other_browser = create_user()
     await other_browser.open("/login")
     other_browser.find(ui.select).click()
@@ -125,8 +108,7 @@ async def test_language_picked_before_signing_in_is_saved_to_the_account(user: U
 
 
 async def test_closed_registration_says_so(user: User, monkeypatch: pytest.MonkeyPatch, create_user) -> None:
-    await register(user, "founder")
-    await see(user, "Welcome, founder")
+    await signed_up(user, "founder")
     monkeypatch.setenv("ALLOW_REGISTRATION", "false")
     reset_settings()
     other = create_user()
@@ -163,8 +145,7 @@ async def test_the_portal_answers_api_errors_as_json_and_pages_with_redirects(us
 
 
 async def test_modules_still_to_come_say_so_inside_the_frame(user: User) -> None:
-    await register(user, "alice")
-    await see(user, "Welcome, alice")
+    await signed_up(user, "alice")
     await user.open("/datasets")
     await user.should_see("Coming soon")
     await user.should_see("Upload, validate and version the data you fine-tune on.")

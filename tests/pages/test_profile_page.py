@@ -9,12 +9,11 @@ from backend.db import session_scope
 from backend.models import ApiToken
 from backend.security.tokens import hash_token
 from tests.conftest import TEST_PASSWORD
-from tests.pages.conftest import notified, register, see, sign_in, sign_out
+from tests.pages.conftest import notified, see, sign_in, sign_out, signed_up
 
 
 async def open_profile(user: User, name: str = "alice") -> None:
-    await register(user, name)
-    await see(user, f"Welcome, {name}")
+    await signed_up(user, name)
     await user.open("/profile")
 
 
