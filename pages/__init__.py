@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from pages import admin, auth_pages, home, modules, profile
+from pages import admin, auth_pages, home, models, modules, profile
 
 
 def install(app: FastAPI) -> None:
-    for module in (auth_pages, home, profile, modules, admin):
+    for module in (auth_pages, home, profile, models, modules, admin):
         app.include_router(module.router)

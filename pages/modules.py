@@ -30,11 +30,6 @@ def compare_page(request: Request) -> None:
     _placeholder(request, N_("Compare"), "/compare")
 
 
-@router.page("/models")
-def models_page(request: Request) -> None:
-    _placeholder(request, N_("Models"), "/models")
-
-
 @router.page("/datasets")
 def datasets_page(request: Request) -> None:
     _placeholder(request, N_("Datasets"), "/datasets")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nicegui import run, ui
@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from backend.db import session_scope
 from backend.errors import DomainError
+from backend.providers.base import ProviderError
 from ui.i18n import page_language
 
 T = TypeVar("T")
@@ -26,6 +27,12 @@ async def call(fn: Callable[..., T], /, **kwargs: Any) -> T:
     return result  # type: ignore[return-value]
 
 
+async def call_async(fn: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
+    """Await an async service (network calls); its few database statements run on the loop, as in the API."""
+    with session_scope() as session:
+        return await fn(session, **kwargs)
+
+
 def query(fn: Callable[..., T], /, **kwargs: Any) -> T:
     """A quick read while building a page (an indexed lookup: no need to leave the loop)."""
     with session_scope() as session:
@@ -40,4 +47,8 @@ def error_text(error: DomainError) -> str:
     return error.translated(page_language())
 
 
-__all__ = ["Session", "call", "error_text", "query", "show_error"]
+def show_provider_error(error: ProviderError) -> None:
+    ui.notify(error.translated(page_language()), type="negative", position="top", multi_line=True)
+
+
+__all__ = ["Session", "call", "call_async", "error_text", "query", "show_error", "show_provider_error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -118,3 +119,48 @@ def redis_url() -> str:
     except redis.RedisError:
         pytest.skip(f"no Redis answers at {url}")
     return url
+
+
+# --- fake upstreams: real HTTP servers on 127.0.0.1, started once, reset for every test ------------------------
+
+
+@pytest.fixture(scope="session")
+def _openai_upstream() -> Iterator[Any]:
+    from tests.fakes import start_openai
+
+    with start_openai(models=["fake-chat", "fake-r1", "slow-model"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _anthropic_upstream() -> Iterator[Any]:
+    from tests.fakes import start_anthropic
+
+    with start_anthropic(models=["claude-fake"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _ollama_upstream() -> Iterator[Any]:
+    from tests.fakes import start_ollama
+
+    with start_ollama(models=["llama-fake", "qwen-think"]) as server:
+        yield server
+
+
+@pytest.fixture
+def openai_upstream(_openai_upstream: Any) -> Any:
+    _openai_upstream.reset()
+    return _openai_upstream
+
+
+@pytest.fixture
+def anthropic_upstream(_anthropic_upstream: Any) -> Any:
+    _anthropic_upstream.reset()
+    return _anthropic_upstream
+
+
+@pytest.fixture
+def ollama_upstream(_ollama_upstream: Any) -> Any:
+    _ollama_upstream.reset()
+    return _ollama_upstream

@@ -25,7 +25,7 @@ NAVIGATION = [
     NavItem("/", "home", N_("Home")),
     NavItem("/chat", "chat", N_("Chat"), ready=False),
     NavItem("/compare", "compare_arrows", N_("Compare"), ready=False),
-    NavItem("/models", "hub", N_("Models"), ready=False),
+    NavItem("/models", "hub", N_("Models")),
     NavItem("/datasets", "dataset", N_("Datasets"), ready=False),
     NavItem("/training", "model_training", N_("Training"), ready=False),
     NavItem("/prompts", "description", N_("Prompts"), ready=False),

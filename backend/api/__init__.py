@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from backend.api import admin, auth, health
+from backend.api import admin, auth, gateway, health, providers
 from backend.api.errors import api_errors_as_json, install_error_handlers
 from backend.i18n import negotiate, request_language
 
@@ -15,7 +15,7 @@ API_PREFIX = "/api/v1"
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (health, auth, admin):
+    for module in (health, auth, providers, admin):
         router.include_router(module.router)
     return router
 
@@ -31,6 +31,7 @@ async def _language_middleware(request: Request, call_next: Callable[[Request], 
 def install(app: FastAPI) -> None:
     """Mount every router and the error handlers on `app` (the NiceGUI app in production, a bare one in tests)."""
     app.include_router(build_router())
+    app.include_router(gateway.router)
     install_error_handlers(app)
     app.middleware("http")(api_errors_as_json)
     app.middleware("http")(_language_middleware)

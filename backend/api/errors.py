@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,21 +14,51 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import DomainError, TooManyRequests, Unauthorized
 from backend.i18n import gettext
+from backend.providers.base import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
 
 
-def _domain_error(_request: Request, error: Exception) -> JSONResponse:
+GATEWAY_PREFIX = "/v1/"
+
+
+def openai_error(message: str, *, status: int, code: str | None = None) -> dict[str, Any]:
+    """The gateway speaks OpenAI's error format, so that OpenAI clients raise their usual exceptions."""
+    kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+            404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+            422: "invalid_request_error", 429: "rate_limit_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def error_response(request: Request, message: str, status: int, *, code: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    body = openai_error(message, status=status, code=code) if request.url.path.startswith(GATEWAY_PREFIX) \
+        else {"detail": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _domain_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)
     headers: dict[str, str] = {}
     if isinstance(error, TooManyRequests):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"detail": error.translated()}, status_code=error.status_code, headers=headers)
+    return error_response(request, error.translated(), error.status_code, code=type(error).__name__.lower(),
+                          headers=headers)
 
 
-def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+def _provider_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ProviderError)
+    headers = {}
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        headers["Retry-After"] = str(int(error.retry_after) or 1)
+    if error.detail:
+        log.info("provider error on %s: %s (%s)", request.url.path, error, error.detail)
+    return error_response(request, error.translated(), error.status_code, code=error.code, headers=headers)
+
+
+def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     parts = []
     for item in error.errors():
@@ -35,13 +66,13 @@ def _validation_error(_request: Request, error: Exception) -> JSONResponse:
         message = item.get("msg", "invalid")
         parts.append(f"{where}: {message}" if where else message)
     detail = gettext("Invalid request: {errors}", errors="; ".join(parts) or "malformed body")
-    return JSONResponse({"detail": detail}, status_code=422)
+    return error_response(request, detail, 422)
 
 
-def _http_error(_request: Request, error: Exception) -> JSONResponse:
+def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     detail = error.detail if isinstance(error.detail, str) else str(error.detail)
-    return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
+    return error_response(request, detail, error.status_code, headers=error.headers)
 
 
 API_PREFIXES = ("/api/", "/v1/")
@@ -53,6 +84,7 @@ def is_api_path(path: str) -> bool:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(ProviderError, _provider_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
@@ -62,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def not_found(request: Request, error: Exception) -> Response:
         if page_not_found is None or is_api_path(request.url.path):
             detail = error.detail if isinstance(error, StarletteHTTPException) else "Not Found"
-            return JSONResponse({"detail": detail}, status_code=404)
+            return error_response(request, detail, 404)
         result = page_not_found(request, error)
         return await result if inspect.isawaitable(result) else result
 
@@ -77,5 +109,4 @@ async def api_errors_as_json(request: Request, call_next: Callable[[Request], Aw
         return await call_next(request)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": gettext("Internal error; the administrator can find it in the log")},
-                            status_code=500)
+        return error_response(request, gettext("Internal error; the administrator can find it in the log"), 500)

@@ -2,6 +2,8 @@
 
 from backend.models.audit import AuditEvent
 from backend.models.auth import ApiToken, AuthSession, RefreshToken
+from backend.models.provider import Provider, ProviderModel, UsageRecord
 from backend.models.user import Role, User
 
-__all__ = ["ApiToken", "AuditEvent", "AuthSession", "RefreshToken", "Role", "User"]
+__all__ = ["ApiToken", "AuditEvent", "AuthSession", "Provider", "ProviderModel", "RefreshToken", "Role",
+           "UsageRecord", "User"]

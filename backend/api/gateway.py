@@ -1,0 +1,186 @@
+"""The OpenAI-compatible gateway: `/v1/models` and `/v1/chat/completions` in front of every configured model."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from backend.api.deps import CurrentUser, SessionDep
+from backend.api.errors import openai_error
+from backend.db import session_scope
+from backend.errors import Invalid
+from backend.providers.base import Finish, ProviderError, ReasoningDelta, Reclassify, StreamEvent, TextDelta, Usage
+from backend.services import inference, providers
+
+router = APIRouter(prefix="/v1", tags=["gateway"])
+
+ROLES = {"system", "user", "assistant"}
+
+
+@router.get("/models")
+def list_models(_user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    created = int(time.time())
+    return {
+        "object": "list",
+        "data": [{"id": m.id, "object": "model", "created": created, "owned_by": m.provider}
+                 for m in providers.list_models(session)],
+    }
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise Invalid("'messages' must be a non-empty list")
+    messages = []
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise Invalid("messages[{index}].role must be one of system, user, assistant", index=index)
+        content = message.get("content")
+        if isinstance(content, list):  # content parts: the text ones are kept
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise Invalid("messages[{index}].content must be a string", index=index)
+        messages.append({"role": message["role"], "content": content})
+    return messages
+
+
+def _number(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not float(value).is_integer()):
+        raise Invalid("'{name}' must be a number", name=name)
+    return kind(value)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, user: CurrentUser) -> Any:
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise Invalid("The body must be JSON") from error
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise Invalid("'model' is required: one of the ids that GET /v1/models lists")
+    messages = _messages(body)
+    resolved = await run_in_threadpool(_resolve, body["model"])
+    chat_request = inference.build_request(
+        resolved, messages,
+        temperature=_number(body, "temperature", float),
+        top_p=_number(body, "top_p", float),
+        max_tokens=_number(body, "max_completion_tokens", int) or _number(body, "max_tokens", int),
+    )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    events = inference.stream_completion(resolved, chat_request, user_id=user.id, source="gateway")
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # Wait for the first event here, so that a failure before any token is a proper HTTP error.
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            first = None
+        return StreamingResponse(
+            _sse(events, first, completion_id=completion_id, model=resolved.public.id, include_usage=include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return await _complete(events, completion_id=completion_id, model=resolved.public.id,
+                           reasoning="reasoning" in resolved.public.capabilities)
+
+
+def _resolve(model: str) -> providers.ResolvedModel:
+    with session_scope() as session:
+        return providers.resolve_model(session, model_ref=model)
+
+
+def _chunk(completion_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+    payload = {
+        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+async def _sse(
+    events: AsyncIterator[StreamEvent], first: StreamEvent | None, *, completion_id: str, model: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    created = int(time.time())
+    usage: Usage | None = None
+    yield _chunk(completion_id, model, created, {"role": "assistant", "content": ""})
+
+    async def all_events() -> AsyncIterator[StreamEvent]:
+        if first is not None:
+            yield first
+        async for event in events:
+            yield event
+
+    try:
+        async for event in all_events():
+            if isinstance(event, TextDelta):
+                yield _chunk(completion_id, model, created, {"content": event.text})
+            elif isinstance(event, ReasoningDelta):
+                yield _chunk(completion_id, model, created, {"reasoning_content": event.text})
+            elif isinstance(event, Reclassify) and event.to == "answer":
+                # Streamed as reasoning, but it was the answer: an OpenAI client cannot take text back,
+                # so it gets the answer now (and has seen it once as reasoning).
+                yield _chunk(completion_id, model, created, {"content": event.text})
+            elif isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Finish):
+                yield _chunk(completion_id, model, created, {}, finish=event.reason)
+    except ProviderError as error:
+        # Mid-stream: the status line is sent already; an `error` event is what OpenAI clients understand.
+        yield f"data: {json.dumps({'error': _error_body(error)}, ensure_ascii=False)}\n\n"
+        return
+    if include_usage:
+        tokens = usage or Usage(0, 0)
+        payload = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": {"prompt_tokens": tokens.input_tokens, "completion_tokens": tokens.output_tokens,
+                                     "total_tokens": tokens.input_tokens + tokens.output_tokens},
+        }
+        yield f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+async def _complete(events: AsyncIterator[StreamEvent], *, completion_id: str, model: str,
+                    reasoning: bool) -> JSONResponse:
+    text: list[str] = []
+    thoughts: list[str] = []
+    usage = Usage(0, 0)
+    finish = "stop"
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            thoughts.append(event.text)
+        elif isinstance(event, Reclassify):
+            moved = event.text
+            if event.to == "reasoning":
+                text, thoughts = [], [moved, *thoughts]
+            else:
+                thoughts, text = [], [moved, *text]
+        elif isinstance(event, Usage):
+            usage = event
+        elif isinstance(event, Finish):
+            finish = event.reason
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    if thoughts:
+        message["reasoning_content"] = "".join(thoughts)
+    return JSONResponse({
+        "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                  "total_tokens": usage.input_tokens + usage.output_tokens},
+    })
+
+
+def _error_body(error: ProviderError) -> dict[str, Any]:
+    return openai_error(error.translated(), status=error.status_code, code=error.code)["error"]

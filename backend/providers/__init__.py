@@ -1,0 +1,1 @@
+"""Model providers: BaseClient, one module per provider kind, the registry, the reasoning parser."""
