@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from sqlalchemy import delete
 from sqlmodel import Session, col, func, select
 
 from backend.config import get_settings
@@ -153,8 +154,7 @@ def update_provider(
 
 def delete_provider(session: Session, *, actor: User, provider_id: int, ip: str | None = None) -> None:
     provider = get_provider(session, provider_id=provider_id)
-    for model in session.exec(select(ProviderModel).where(ProviderModel.provider_id == provider.id)).all():
-        session.delete(model)
+    session.exec(delete(ProviderModel).where(col(ProviderModel.provider_id) == provider.id))  # type: ignore[call-overload]
     session.delete(provider)
     audit.record(session, action="provider.delete", user=actor, target=f"provider:{provider.id} {provider.name}",
                  ip=ip)
