@@ -141,19 +141,21 @@ class ProvidersView:
                 ui.button(_("Enable all"), on_click=lambda: self.set_all(provider, True)).props("flat dense")
                 ui.button(_("Disable all"), on_click=lambda: self.set_all(provider, False)).props("flat dense")
             for model in models:
-                with ui.row().classes("lp-model-row w-full items-center gap-2 py-1"):
+                with ui.row().classes("lp-model-row w-full items-start gap-3 py-1 no-wrap"):
                     ui.switch(value=model.enabled,
                               on_change=lambda e, m=model: self.update(m, ModelUpdate(enabled=e.value))).props(
-                        'dense aria-label="Enabled"').mark(f"enable-{model.id}")
-                    with ui.column().classes("gap-0 grow min-w-0"):
-                        ui.label(model.name).classes("text-weight-medium")
-                        details = model.model_id
+                        'dense aria-label="Enabled"').mark(f"enable-{model.id}").classes("pt-1")
+                    with ui.column().classes("gap-1 grow min-w-0"):
+                        ui.label(model.name).classes("text-weight-medium break-all")
+                        details = [model.model_id] if model.name != model.model_id else []
                         if model.context_length:
-                            details += " · " + _("{tokens} tokens context", tokens=f"{model.context_length:,}")
+                            details.append(_("{tokens} tokens context", tokens=f"{model.context_length:,}"))
                         if not model.available:
-                            details += " · " + _("no longer listed by the provider")
-                        ui.label(details).classes("text-caption text-secondary")
-                    _capability_chips(model.capabilities)
+                            details.append(_("no longer listed by the provider"))
+                        if details:
+                            ui.label(" · ".join(details)).classes("text-caption text-secondary break-all")
+                        with ui.row().classes("gap-1 items-center"):
+                            _capability_chips(model.capabilities)
                     ui.button(icon="tune", on_click=lambda m=model: self.model_dialog(m)).props(
                         f'flat round dense aria-label="{_("Edit model")}"').tooltip(_("Edit model")).mark(
                         f"edit-model-{model.id}")
@@ -278,12 +280,12 @@ class ProvidersView:
                 except DomainError as error:
                     show_error(error)
                     return
-                dialog.close()
+                dialog.delete()
                 ui.notify(_("Saved"), type="positive")
                 self.provider_list.refresh()
 
             with ui.row().classes("w-full justify-end gap-2 pt-2"):
-                ui.button(_("Cancel"), on_click=dialog.close).props("flat")
+                ui.button(_("Cancel"), on_click=dialog.delete).props("flat")
                 ui.button(_("Save"), on_click=save).props("unelevated").mark("save-provider")
         dialog.on("hide", dialog.delete)
         dialog.open()
@@ -326,12 +328,12 @@ class ProvidersView:
                 except DomainError as error:
                     show_error(error)
                     return
-                dialog.close()
+                dialog.delete()
                 ui.notify(_("Saved"), type="positive")
                 self.provider_list.refresh()
 
             with ui.row().classes("w-full justify-end gap-2 pt-2"):
-                ui.button(_("Cancel"), on_click=dialog.close).props("flat")
+                ui.button(_("Cancel"), on_click=dialog.delete).props("flat")
                 ui.button(_("Save"), on_click=save).props("unelevated").mark("save-model")
         dialog.on("hide", dialog.delete)
         dialog.open()

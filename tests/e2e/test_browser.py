@@ -191,3 +191,41 @@ def test_chinese_and_dark_mode(portal: Portal, page: Any, screenshots_dir: Path)
     shot = screenshots_dir / "home-zh-dark.png"
     page.screenshot(path=str(shot), full_page=True)
     _assert_screenshot(shot)
+
+
+def test_models_page_screenshots(portal: Portal, browser: Any, screenshots_dir: Path) -> None:
+    from tests.fakes import reply, start_openai
+
+    with start_openai(models=["deepseek-r1:14b", "gpt-4o-mini", "qwen2.5-vl-7b-instruct"]) as upstream:
+        upstream.script.set(reply("hello"))
+        admin = _api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+        provider = _api(portal, "POST", "/api/v1/providers", {"name": "local-vllm", "kind": "openai",
+                                                              "base_url": upstream.base_url, "api_key": "test-key"},
+                        token=admin["access_token"])
+        _api(portal, "POST", f"/api/v1/providers/{provider['id']}/test", token=admin["access_token"])
+        _api(portal, "POST", f"/api/v1/providers/{provider['id']}/sync", token=admin["access_token"])
+        shots = []
+        for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE_VIEWPORT)):
+            context = browser.new_context(viewport=viewport, locale="en-US")
+            try:
+                page = context.new_page()
+                _open_login(page, portal)
+                _sign_in(page)
+                page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+                page.goto(portal.url("/models"))
+                page.get_by_text("3 of 3 models enabled").click()  # open the model list
+                page.get_by_text("deepseek-r1:14b").first.wait_for()
+                _settle(page)
+                shots.append(screenshots_dir / f"models-{name}.png")
+                page.screenshot(path=str(shots[-1]), full_page=True)
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"the models page is {overflow} px too wide at {viewport['width']} px"
+                page.get_by_role("button", name="Add provider").click()
+                page.get_by_text("Preset").first.wait_for()
+                _settle(page)
+                shots.append(screenshots_dir / f"models-add-{name}.png")
+                page.screenshot(path=str(shots[-1]))
+            finally:
+                context.close()
+    for shot in shots:
+        _assert_screenshot(shot)

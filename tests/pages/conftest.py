@@ -53,3 +53,8 @@ async def signed_up_then_out(user: User, username: str) -> None:
     await signed_up(user, username)
     sign_out(user)
     await see(user, "No account yet?")
+
+
+async def gone(user: User, marker: str) -> None:
+    """Wait until no element with `marker` is left (a dialog that saved and closed)."""
+    await user.should_not_see(marker=marker, retries=50)
