@@ -11,8 +11,8 @@ from urllib.parse import quote
 from fastapi import Request
 from nicegui import Client, app, core, run, ui
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.db import session_scope
 from backend.errors import Unauthorized
@@ -38,11 +38,17 @@ def _load_session_user(session_id: str) -> User:
         return auth.session_user(session, session_id=session_id)
 
 
-class PageAuthMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        path = request.url.path
-        if _is_public(path):
-            return await call_next(request)
+class PageAuthMiddleware:
+    """Plain ASGI (not `BaseHTTPMiddleware`): API responses, streams above all, pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         session_id = app.storage.user.get("session_id")
         user = None
         if session_id:
@@ -51,12 +57,14 @@ class PageAuthMiddleware(BaseHTTPMiddleware):
             except Unauthorized:
                 forget_sign_in()
         if user is None:
-            target = path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/login?redirect_to={quote(target, safe='')}", status_code=303)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            response = RedirectResponse(f"/login?redirect_to={quote(target, safe='')}", status_code=303)
+            await response(scope, receive, send)
+            return
         # Role and name can change while signed in; the frame reads them from here.
         app.storage.user.update(user_id=user.id, username=user.username, role=user.role.value)
-        request.state.user = user
-        return await call_next(request)
+        scope.setdefault("state", {})["user"] = user  # request.state.user in the page function
+        await self.app(scope, receive, send)
 
 
 def remember_sign_in(user: User, session_id: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.api import admin, auth, gateway, health, providers
-from backend.api.errors import api_errors_as_json, install_error_handlers
+from backend.api.errors import ApiErrorsAsJson, install_error_handlers
 from backend.i18n import negotiate, request_language
 
 API_PREFIX = "/api/v1"
@@ -20,12 +19,22 @@ def build_router() -> APIRouter:
     return router
 
 
-async def _language_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    token = request_language.set(negotiate(request.headers.get("accept-language")))
-    try:
-        return await call_next(request)
-    finally:
-        request_language.reset(token)
+class RequestLanguage:
+    """Messages of an API request come in the language its Accept-Language asks for (plain ASGI)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"accept-language", b"").decode("latin-1")
+        token = request_language.set(negotiate(header))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_language.reset(token)
 
 
 def install(app: FastAPI) -> None:
@@ -33,5 +42,5 @@ def install(app: FastAPI) -> None:
     app.include_router(build_router())
     app.include_router(gateway.router)
     install_error_handlers(app)
-    app.middleware("http")(api_errors_as_json)
-    app.middleware("http")(_language_middleware)
+    app.add_middleware(ApiErrorsAsJson)
+    app.add_middleware(RequestLanguage)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from backend.db import get_session
+from backend.db import get_session, session_scope
 from backend.errors import Forbidden, Unauthorized
 from backend.models.user import Role, User
 from backend.services.auth import Principal, resolve_bearer
@@ -26,8 +26,10 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def current_principal(request: Request, session: SessionDep) -> Principal:
-    return resolve_bearer(session, token=bearer_token(request))
+def current_principal(request: Request) -> Principal:
+    # A session of its own, closed at once: a streaming answer must not hold a database connection for minutes.
+    with session_scope() as session:
+        return resolve_bearer(session, token=bearer_token(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

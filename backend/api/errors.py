@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.errors import DomainError, TooManyRequests, Unauthorized
 from backend.i18n import gettext
@@ -101,12 +102,33 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(404, not_found)
 
 
-async def api_errors_as_json(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """An unexpected failure under the API prefixes is logged and answered as JSON, never as a traceback."""
-    if not is_api_path(request.url.path):
-        return await call_next(request)
-    try:
-        return await call_next(request)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(request, gettext("Internal error; the administrator can find it in the log"), 500)
+class ApiErrorsAsJson:
+    """An unexpected failure under the API prefixes is logged and answered as JSON, never as a traceback.
+
+    Plain ASGI (not `BaseHTTPMiddleware`), so that streamed answers pass through without extra copies.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_api_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope["path"])
+            if started:  # the status line is out: nothing better to do than to end the response
+                raise
+            request = Request(scope)
+            response = error_response(request, gettext("Internal error; the administrator can find it in the log"),
+                                      500)
+            await response(scope, receive, send)

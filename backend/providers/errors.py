@@ -32,6 +32,15 @@ FAILED_MID_STREAM = N_("{provider} failed in the middle of the answer: {reason};
 NOT_THIS_KIND = N_("{provider} did not answer like an {kind} server: check the kind and base URL")
 
 
+def _in_chain(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _tls_problem(error: BaseException) -> ssl.SSLError | None:
     seen: BaseException | None = error
     while seen is not None:
@@ -55,7 +64,7 @@ def from_status(status: int, *, provider: str, detail: str, retry_after: float |
 
 def from_transport(error: BaseException, *, provider: str, url: str, timeout: float, streaming: bool) -> ProviderError:
     """A network-level failure (no HTTP status): before the answer began, or in the middle of it."""
-    if isinstance(error, (httpx.TimeoutException, httpx2.TimeoutException, TimeoutError)):
+    if _in_chain(error, (httpx.TimeoutException, httpx2.TimeoutException, TimeoutError)):
         return Timeout(TIMED_OUT, provider=provider, seconds=int(timeout), detail=str(error))
     tls = _tls_problem(error)
     if tls is not None:

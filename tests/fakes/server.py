@@ -62,8 +62,10 @@ class FakeServer:
         port: int = 0,
         startup_timeout: float = 5.0,
         graceful_timeout: float = 0.5,
+        http: str = "h11",
     ) -> None:
         self.app = app
+        self.http = http  # "httptools" for benchmarks: what production servers (and the portal) use
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
@@ -104,7 +106,7 @@ class FakeServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=self.http,  # type: ignore[arg-type]
             ws="none",
             timeout_graceful_shutdown=self.graceful_timeout,  # type: ignore[arg-type]  # a float works
         )
