@@ -30,7 +30,7 @@ def create_app() -> None:
     app.storage = Storage()
 
     app.add_static_files("/assets", ASSETS_DIR)
-    api.install(app)
+    api.serve_in_front_of(app, api.create_api_app())
     guard.install()
     pages.install(app)
 

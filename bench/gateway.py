@@ -120,8 +120,8 @@ def main() -> None:
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
         env.pop(name, None)
     wrapper = os.environ.get("BENCH_PORTAL_WRAPPER", "").split()  # e.g. "py-spy record -o prof.svg --"
-    portal = subprocess.Popen([*wrapper, sys.executable, "main.py"], cwd=ROOT, env=env, stdout=(tmp / "portal.log").open("w"),
-                              stderr=subprocess.STDOUT)
+    portal = subprocess.Popen([*wrapper, sys.executable, "main.py"], cwd=ROOT, env=env,
+                              stdout=(tmp / "portal.log").open("w"), stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/api/v1/health")

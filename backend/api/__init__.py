@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.api import admin, auth, gateway, health, providers
@@ -10,6 +11,7 @@ from backend.api.errors import ApiErrorsAsJson, install_error_handlers
 from backend.i18n import negotiate, request_language
 
 API_PREFIX = "/api/v1"
+API_PATHS = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json")
 
 
 def build_router() -> APIRouter:
@@ -44,3 +46,33 @@ def install(app: FastAPI) -> None:
     install_error_handlers(app)
     app.add_middleware(ApiErrorsAsJson)
     app.add_middleware(RequestLanguage)
+
+
+def create_api_app() -> FastAPI:
+    app = FastAPI(title="LLM Portal API", version="1", docs_url="/docs", redoc_url="/redoc",
+                  openapi_url="/openapi.json")
+    install(app)
+    return app
+
+
+class ApiFirst:
+    """Sends API requests straight to the API app, past the page framework's own middleware (sessions, page
+    storage, gzip: three `BaseHTTPMiddleware` layers that would copy every streamed chunk)."""
+
+    def __init__(self, pages: ASGIApp, api: ASGIApp) -> None:
+        self.pages = pages
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(API_PATHS):
+            await self.api(scope, receive, send)
+        else:
+            await self.pages(scope, receive, send)
+
+
+def serve_in_front_of(page_app: Starlette, api_app: ASGIApp) -> None:
+    """Put `api_app` in front of `page_app`'s middleware stack (built lazily, after the page framework has
+    added its middleware)."""
+    build_pages = page_app.build_middleware_stack
+    page_app.build_middleware_stack = lambda: ApiFirst(build_pages(), api_app)  # type: ignore[method-assign]
+    page_app.middleware_stack = None

@@ -191,6 +191,10 @@ def test_chinese_and_dark_mode(portal: Portal, page: Any, screenshots_dir: Path)
     shot = screenshots_dir / "home-zh-dark.png"
     page.screenshot(path=str(shot), full_page=True)
     _assert_screenshot(shot)
+    # The language picked at sign-in was saved to the account: give the other tests their English back.
+    admin = _api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    assert _api(portal, "GET", "/api/v1/users/me", token=admin["access_token"])["language"] == "zh"
+    _api(portal, "PATCH", "/api/v1/users/me", {"language": "en"}, token=admin["access_token"])
 
 
 def test_models_page_screenshots(portal: Portal, browser: Any, screenshots_dir: Path) -> None:
