@@ -287,11 +287,14 @@ def resolve_bearer(session: Session, *, token: str) -> Principal:
 
 
 def _api_token_user(session: Session, token: str) -> User:
-    api_token = session.exec(select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(token))).first()
-    if api_token is None or api_token.revoked_at is not None:
+    row = session.exec(
+        select(ApiToken, User).join(User, col(User.id) == ApiToken.user_id)
+        .where(ApiToken.token_hash == tokens.hash_token(token))
+    ).first()
+    if row is None:
         raise Unauthorized("Invalid or revoked API token")
-    user = session.get(User, api_token.user_id)
-    if user is None or user.disabled:
+    api_token, user = row
+    if api_token.revoked_at is not None or user.disabled:
         raise Unauthorized("Invalid or revoked API token")
     now = utcnow()
     # Written at most once a minute, so that a busy script does not turn every request into a write.

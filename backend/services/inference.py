@@ -7,11 +7,13 @@ same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from backend.db import session_scope
 from backend.models.provider import UsageRecord
@@ -124,10 +126,24 @@ async def stream_completion(
         raise
     finally:
         metrics.finished_at = time.perf_counter()
-        record_usage(
-            user_id=user_id, model=resolved.public.id, source=source, metrics=metrics, status=status,
-            error=error_text,
-        )
+        # Written in a worker thread: the answer is delivered already, the loop has other streams to serve.
+        _record_later(user_id=user_id, model=resolved.public.id, source=source, metrics=metrics, status=status,
+                      error=error_text)
+
+
+_pending: set[asyncio.Future[None]] = set()
+
+
+def _record_later(**usage: Any) -> None:
+    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(record_usage, **usage))
+    _pending.add(future)
+    future.add_done_callback(_pending.discard)
+
+
+async def flush_usage() -> None:
+    """Wait for usage rows still being written (tests, shutdown)."""
+    if _pending:
+        await asyncio.gather(*list(_pending))
 
 
 def record_usage(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,7 @@ def create_provider(session: Session, *, actor: User, data: ProviderCreate, ip: 
     session.flush()
     audit.record(session, action="provider.create", user=actor, target=f"provider:{provider.id} {name}", ip=ip,
                  detail={"kind": kind, "base_url": base_url, "api_key": provider.api_key_hint})
+    forget_resolved()
     session.commit()
     return provider
 
@@ -148,6 +150,7 @@ def update_provider(
     session.add(provider)
     audit.record(session, action="provider.update", user=actor, target=f"provider:{provider.id} {provider.name}",
                  ip=ip, detail=detail)
+    forget_resolved()
     session.commit()
     return provider
 
@@ -158,6 +161,7 @@ def delete_provider(session: Session, *, actor: User, provider_id: int, ip: str 
     session.delete(provider)
     audit.record(session, action="provider.delete", user=actor, target=f"provider:{provider.id} {provider.name}",
                  ip=ip)
+    forget_resolved()
     session.commit()
 
 
@@ -210,6 +214,7 @@ async def sync_models(session: Session, *, actor: User, provider_id: int, ip: st
     session.add(provider)
     audit.record(session, action="provider.sync", user=actor, target=f"provider:{provider.id} {provider.name}",
                  ip=ip, detail={"models": len(listed)})
+    forget_resolved()
     session.commit()
     return models
 
@@ -318,6 +323,7 @@ def update_model(
     session.add(model)
     audit.record(session, action="model.update", user=actor, target=f"model:{provider.name}/{model.model_id}",
                  ip=ip, detail={k: v for k, v in changes.items()})
+    forget_resolved()
     session.commit()
     return model_public(provider, model)
 
@@ -331,6 +337,7 @@ def set_models_enabled(session: Session, *, actor: User, provider_id: int, enabl
         session.add(model)
     audit.record(session, action="model.update", user=actor, target=f"provider:{provider.id} {provider.name}",
                  ip=ip, detail={"enabled": enabled, "models": len(models)})
+    forget_resolved()
     session.commit()
     return len(models)
 
@@ -359,9 +366,27 @@ class ResolvedModel:
     kind: str
 
 
+# model ref → (expiry, resolution). Every call of a busy gateway needs this; changes made here clear it at once,
+# and the short lifetime bounds how long another instance's change takes to arrive.
+_RESOLVED_TTL = 5.0
+_resolved: dict[str, tuple[float, ResolvedModel]] = {}
+
+
+def forget_resolved() -> None:
+    _resolved.clear()
+
+
 def resolve_model(session: Session, *, model_ref: str) -> ResolvedModel:
     """What a chat call needs to reach `model_ref`, if people may use it."""
+    cached = _resolved.get(model_ref)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     provider, model = _find_model(session, model_ref)
     if not (provider.enabled and model.enabled and model.available):
         raise NotFound("No model {model}; see the list of models", model=model_ref)
-    return ResolvedModel(public=model_public(provider, model), config=provider_config(provider), kind=provider.kind)
+    resolved = ResolvedModel(public=model_public(provider, model), config=provider_config(provider),
+                             kind=provider.kind)
+    if len(_resolved) > 1000:
+        _resolved.clear()
+    _resolved[model_ref] = (time.monotonic() + _RESOLVED_TTL, resolved)
+    return resolved

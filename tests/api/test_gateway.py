@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -45,9 +46,15 @@ async def sdk(portal: FakeServer, setup: dict[str, Any]) -> AsyncIterator[openai
     await client.close()
 
 
-def usage_rows() -> list[UsageRecord]:
-    with Session(db.get_engine()) as session:
-        return list(session.exec(select(UsageRecord).order_by(UsageRecord.id)).all())
+def usage_rows(at_least: int = 1) -> list[UsageRecord]:
+    """The usage rows, once at least `at_least` are written (the gateway writes them off the event loop)."""
+    deadline = time.monotonic() + 5
+    while True:
+        with Session(db.get_engine()) as session:
+            rows = list(session.exec(select(UsageRecord).order_by(UsageRecord.id)).all())
+        if len(rows) >= at_least or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)
 
 
 async def test_models_list_through_the_sdk(sdk: openai.AsyncOpenAI) -> None:
