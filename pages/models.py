@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -218,6 +219,19 @@ class ProvidersView:
 
     # --- dialogs --------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def dialog_buttons(dialog: ui.dialog, save: Callable[[], Awaitable[None]], *, marker: str) -> None:
+        """Cancel and Save; a dialog closed any way is deleted, so that no form lingers in the page."""
+        with ui.row().classes("w-full justify-end gap-2 pt-2"):
+            ui.button(_("Cancel"), on_click=dialog.delete).props("flat")
+            ui.button(_("Save"), on_click=save).props("unelevated").mark(marker)
+        dialog.on("hide", dialog.delete)
+
+    def saved(self, dialog: ui.dialog) -> None:
+        dialog.delete()
+        ui.notify(_("Saved"), type="positive")
+        self.provider_list.refresh()
+
     def edit_dialog(self, provider: ProviderPublic | None) -> None:
         kinds = {kind: cls.label for kind, cls in CLIENTS.items()}
         with ui.dialog() as dialog, ui.card().classes("w-full max-w-lg gap-2"):
@@ -280,14 +294,9 @@ class ProvidersView:
                 except DomainError as error:
                     show_error(error)
                     return
-                dialog.delete()
-                ui.notify(_("Saved"), type="positive")
-                self.provider_list.refresh()
+                self.saved(dialog)
 
-            with ui.row().classes("w-full justify-end gap-2 pt-2"):
-                ui.button(_("Cancel"), on_click=dialog.delete).props("flat")
-                ui.button(_("Save"), on_click=save).props("unelevated").mark("save-provider")
-        dialog.on("hide", dialog.delete)
+            self.dialog_buttons(dialog, save, marker="save-provider")
         dialog.open()
 
     def model_dialog(self, model: ModelPublic) -> None:
@@ -328,14 +337,9 @@ class ProvidersView:
                 except DomainError as error:
                     show_error(error)
                     return
-                dialog.delete()
-                ui.notify(_("Saved"), type="positive")
-                self.provider_list.refresh()
+                self.saved(dialog)
 
-            with ui.row().classes("w-full justify-end gap-2 pt-2"):
-                ui.button(_("Cancel"), on_click=dialog.delete).props("flat")
-                ui.button(_("Save"), on_click=save).props("unelevated").mark("save-model")
-        dialog.on("hide", dialog.delete)
+            self.dialog_buttons(dialog, save, marker="save-model")
         dialog.open()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -177,18 +178,21 @@ def provider_config(provider: Provider) -> ProviderConfig:
                           timeout=provider.timeout_seconds, max_retries=provider.max_retries)
 
 
-def client_for(provider: Provider) -> BaseClient:
-    return make_client(provider.kind, provider_config(provider))
+@asynccontextmanager
+async def _client(provider: Provider) -> AsyncIterator[BaseClient]:
+    """A client of its own for an admin action (the cached ones serve chat calls), closed afterwards."""
+    client = make_client(provider.kind, provider_config(provider))
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 async def test_provider(session: Session, *, actor: User, provider_id: int, ip: str | None = None) -> TestResult:
     """Try the connection (list the models) and remember the outcome."""
     provider = get_provider(session, provider_id=provider_id)
-    client = client_for(provider)
-    try:
+    async with _client(provider) as client:
         result = await client.test()
-    finally:
-        await client.aclose()
     provider.last_test_at = utcnow()
     provider.last_test_ok = result.ok
     provider.last_test_latency_ms = result.latency_ms
@@ -204,11 +208,8 @@ async def sync_models(session: Session, *, actor: User, provider_id: int, ip: st
     """Fetch the provider's model list: new models are added (capabilities guessed), vanished ones marked
     unavailable; what admins set (enabled, names, capabilities, defaults) is kept."""
     provider = get_provider(session, provider_id=provider_id)
-    client = client_for(provider)
-    try:
+    async with _client(provider) as client:
         listed = await client.list_models()
-    finally:
-        await client.aclose()
     models = _merge_models(session, provider, listed)
     provider.last_synced_at = utcnow()
     session.add(provider)
