@@ -12,7 +12,7 @@ import pages
 from backend import api
 from backend.config import get_settings
 from backend.db import init_db, session_scope
-from backend.services import auth
+from backend.services import auth, chat
 from pages import guard
 
 ASSETS_DIR = Path(__file__).parent / "assets"
@@ -24,6 +24,7 @@ def create_app() -> None:
     init_db(settings.effective_database_url)
     with session_scope() as session:
         auth.ensure_admin(session, username=settings.admin_username, password=settings.admin_password)
+        chat.mark_interrupted(session)  # answers cut off by the last shutdown keep what arrived
 
     Storage.path = settings.data_dir / "storage"
     Storage.redis_url = settings.redis_url or None  # NiceGUI's shared storage, for several instances

@@ -2,8 +2,11 @@
 
 from backend.models.audit import AuditEvent
 from backend.models.auth import ApiToken, AuthSession, RefreshToken
+from backend.models.chat import Conversation, Message
 from backend.models.provider import Provider, ProviderModel, UsageRecord
 from backend.models.user import Role, User
 
-__all__ = ["ApiToken", "AuditEvent", "AuthSession", "Provider", "ProviderModel", "RefreshToken", "Role",
-           "UsageRecord", "User"]
+__all__ = [
+    "ApiToken", "AuditEvent", "AuthSession", "Conversation", "Message", "Provider", "ProviderModel", "RefreshToken",
+    "Role", "UsageRecord", "User",
+]

@@ -1,0 +1,86 @@
+"""`/api/v1/conversations`: conversations, and answers streamed as server-sent events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Response, status
+from fastapi.responses import StreamingResponse
+
+from backend.api.deps import CurrentUser, SessionDep
+from backend.models.chat import (
+    ConversationCreate,
+    ConversationPublic,
+    ConversationSummary,
+    ConversationUpdate,
+    MessageCreate,
+)
+from backend.services import chat
+
+router = APIRouter(prefix="/conversations", tags=["chat"])
+
+
+@router.get("")
+def list_conversations(user: CurrentUser, session: SessionDep, q: str | None = None
+                       ) -> dict[str, list[ConversationSummary]]:
+    return {"data": [chat.summary(c) for c in chat.list_conversations(session, user=user, q=q)]}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ConversationPublic)
+def create_conversation(body: ConversationCreate, user: CurrentUser, session: SessionDep) -> ConversationPublic:
+    return chat.conversation_public(session, chat.create_conversation(session, user=user, data=body))
+
+
+@router.get("/{conversation_id}", response_model=ConversationPublic)
+def get_conversation(conversation_id: int, user: CurrentUser, session: SessionDep) -> ConversationPublic:
+    conversation = chat.get_conversation(session, user=user, conversation_id=conversation_id)
+    return chat.conversation_public(session, conversation)
+
+
+@router.patch("/{conversation_id}", response_model=ConversationPublic)
+def update_conversation(conversation_id: int, body: ConversationUpdate, user: CurrentUser,
+                        session: SessionDep) -> ConversationPublic:
+    conversation = chat.update_conversation(session, user=user, conversation_id=conversation_id, data=body)
+    return chat.conversation_public(session, conversation)
+
+
+@router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_conversation(conversation_id: int, user: CurrentUser, session: SessionDep) -> Response:
+    chat.delete_conversation(session, user=user, conversation_id=conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{conversation_id}/messages")
+async def send_message(conversation_id: int, body: MessageCreate, user: CurrentUser) -> StreamingResponse:
+    """Stores the message and streams the answer as SSE: `{"type": "text"|"reasoning"|"reclassify", ...}` events,
+    then one `done` or `error` event with the stored message. A client that leaves does not stop the answer."""
+    reply = await chat.start_reply(user=user, conversation_id=conversation_id, content=body.content,
+                                   model=body.model)
+
+    async def events() -> AsyncIterator[str]:
+        yield _sse({"type": "start", "message_id": reply.message_id, "model": reply.model})
+        async for event in reply.events():
+            payload: dict[str, object] = {"type": event.kind}
+            if event.kind in ("text", "reasoning", "reclassify"):
+                payload["text"] = event.text
+            if event.to:
+                payload["to"] = event.to
+            if event.message is not None:
+                payload["message"] = event.message.model_dump(mode="json")
+            if event.kind == "error":
+                payload["error"] = event.text
+            yield _sse(payload)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{conversation_id}/stop")
+async def stop_answer(conversation_id: int, user: CurrentUser) -> dict[str, bool]:
+    """Stop the answer being written (what arrived is kept)."""
+    return {"stopped": await chat.cancel_reply(user=user, conversation_id=conversation_id)}
+
+
+def _sse(payload: dict[str, object]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"

@@ -1,0 +1,190 @@
+"""Conversations through the REST API: answers streamed as SSE and stored, privacy, stop, errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.db import session_scope
+from backend.models import Message
+from backend.services import chat
+from tests.conftest import bearer, login, register
+from tests.fakes import error, error_after, reply
+
+
+@pytest.fixture
+def alice(client: TestClient, openai_upstream) -> dict[str, str]:
+    register(client, "alice")
+    token = login(client, "alice")["access_token"]
+    provider = client.post("/api/v1/providers", headers=bearer(token), json={
+        "name": "acme", "kind": "openai", "base_url": openai_upstream.base_url, "api_key": "test-key",
+        "max_retries": 0}).json()
+    client.post(f"/api/v1/providers/{provider['id']}/sync", headers=bearer(token))
+    return bearer(token)
+
+
+def new_conversation(client: TestClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/conversations", json={"model": "acme/fake-chat", **body}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def send(client: TestClient, headers: dict[str, str], conversation_id: int, content: str) -> list[dict[str, Any]]:
+    events = []
+    with client.stream("POST", f"/api/v1/conversations/{conversation_id}/messages", json={"content": content},
+                       headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
+
+
+def test_an_answer_streams_and_both_messages_are_stored(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("Paris.", reasoning="France's capital.", usage=(9, 2)))
+    conversation = new_conversation(client, alice, system_prompt="Be brief.")
+    assert conversation["title"] == "New chat" and conversation["messages"] == []
+    events = send(client, alice, conversation["id"], "Capital of France?")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert "".join(e["text"] for e in events if e["type"] == "text") == "Paris."
+    assert "".join(e["text"] for e in events if e["type"] == "reasoning") == "France's capital."
+
+    stored = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()
+    assert stored["title"] == "Capital of France?"
+    user_message, answer = stored["messages"]
+    assert (user_message["role"], user_message["content"]) == ("user", "Capital of France?")
+    assert (answer["role"], answer["content"], answer["reasoning"]) == ("assistant", "Paris.", "France's capital.")
+    assert answer["status"] == "done" and answer["model"] == "acme/fake-chat"
+    assert answer["usage"] == {"input_tokens": 9, "output_tokens": 2} and answer["ttft_ms"] is not None
+    sent = openai_upstream.last_request.json["messages"]
+    assert sent == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
+
+
+def test_the_history_goes_with_the_next_message(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("First answer."))
+    conversation = new_conversation(client, alice)
+    send(client, alice, conversation["id"], "one")
+    send(client, alice, conversation["id"], "two")
+    assert [m["content"] for m in openai_upstream.last_request.json["messages"]] == ["one", "First answer.", "two"]
+
+
+def test_a_lone_close_tag_is_corrected_in_the_stored_message(client, alice, openai_upstream) -> None:
+    chunks = ["Let me think", " about it.", "</think>", "\n\nSure."]
+    openai_upstream.script.set(reply("".join(chunks), chunks=chunks))
+    conversation = new_conversation(client, alice)
+    events = send(client, alice, conversation["id"], "hi")
+    assert any(e["type"] == "reclassify" and e["to"] == "reasoning" for e in events)
+    answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][1]
+    assert (answer["content"], answer["reasoning"]) == ("Sure.", "Let me think about it.")
+
+
+def test_a_provider_error_is_stored_with_what_arrived(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(error_after(2, status=500, message="model crashed", text="partial answer text"))
+    conversation = new_conversation(client, alice)
+    events = send(client, alice, conversation["id"], "hi")
+    assert events[-1]["type"] == "error" and "model crashed" in events[-1]["error"]
+    answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][1]
+    assert answer["status"] == "error" and "model crashed" in answer["error"]
+    assert answer["content"]  # the chunks before the failure are kept
+
+    openai_upstream.script.set(error(401, "bad key"))
+    events = send(client, alice, conversation["id"], "again")
+    assert events[-1]["type"] == "error" and "refused the API key" in events[-1]["error"]
+
+
+def test_stop_keeps_what_came(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply(chunks=["word "] * 200, delay=0.02))
+    conversation = new_conversation(client, alice)
+    with client.stream("POST", f"/api/v1/conversations/{conversation['id']}/messages", json={"content": "go"},
+                       headers=alice) as response:
+        seen = 0
+        for line in response.iter_lines():
+            if '"type": "text"' in line:
+                seen += 1
+            if seen == 3:
+                assert client.post(f"/api/v1/conversations/{conversation['id']}/stop",
+                                   headers=alice).json() == {"stopped": True}
+                break
+    answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][1]
+    assert answer["status"] == "cancelled"
+    assert answer["content"].startswith("word word word") and len(answer["content"]) < 200 * 5
+
+
+def test_a_client_that_leaves_does_not_stop_the_answer(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply(chunks=["word "] * 20, delay=0.02))
+    conversation = new_conversation(client, alice)
+    with client.stream("POST", f"/api/v1/conversations/{conversation['id']}/messages", json={"content": "go"},
+                       headers=alice) as response:
+        for line in response.iter_lines():
+            if '"type": "text"' in line:
+                break  # the reader goes away after the first words
+    deadline = time.monotonic() + 10
+    while True:
+        answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][1]
+        if answer["status"] != "streaming" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert answer["status"] == "done" and answer["content"] == "word " * 20
+
+
+def test_conversations_are_private(client, alice, openai_upstream) -> None:
+    conversation = new_conversation(client, alice, title="secret plans")
+    register(client, "mallory")
+    mallory = bearer(login(client, "mallory")["access_token"])
+    cid = conversation["id"]
+    assert client.get(f"/api/v1/conversations/{cid}", headers=mallory).status_code == 404
+    assert client.patch(f"/api/v1/conversations/{cid}", json={"title": "mine"}, headers=mallory).status_code == 404
+    assert client.delete(f"/api/v1/conversations/{cid}", headers=mallory).status_code == 404
+    sent = client.post(f"/api/v1/conversations/{cid}/messages", json={"content": "hi"}, headers=mallory)
+    assert sent.status_code == 404
+    assert client.get("/api/v1/conversations", headers=mallory).json()["data"] == []
+    assert client.get("/api/v1/conversations").status_code == 401
+    assert client.get(f"/api/v1/conversations/{cid}", headers=alice).json()["title"] == "secret plans"
+
+
+def test_rename_search_and_delete(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("The mitochondria is the powerhouse."))
+    first = new_conversation(client, alice)
+    send(client, alice, first["id"], "biology question")
+    second = new_conversation(client, alice, title="Holiday")
+    renamed = client.patch(f"/api/v1/conversations/{second['id']}", json={"title": "Holiday plans"}, headers=alice)
+    assert renamed.json()["title"] == "Holiday plans"
+    assert client.patch(f"/api/v1/conversations/{second['id']}", json={"title": " "}, headers=alice).status_code == 400
+
+    def titles(q: str) -> list[str]:
+        return [c["title"] for c in client.get(f"/api/v1/conversations?q={q}", headers=alice).json()["data"]]
+
+    assert titles("powerhouse") == ["biology question"]  # found by an answer's text
+    assert titles("holiday") == ["Holiday plans"]
+    assert client.delete(f"/api/v1/conversations/{first['id']}", headers=alice).status_code == 204
+    assert titles("") == ["Holiday plans"]
+
+
+def test_bad_messages_are_refused(client, alice) -> None:
+    conversation = new_conversation(client, alice)
+    empty = client.post(f"/api/v1/conversations/{conversation['id']}/messages", json={"content": "  "},
+                        headers=alice)
+    assert empty.status_code == 400
+    unknown = client.post(f"/api/v1/conversations/{conversation['id']}/messages",
+                          json={"content": "hi", "model": "acme/nope"}, headers=alice)
+    assert unknown.status_code == 404
+    no_model = client.post("/api/v1/conversations", json={}, headers=alice).json()
+    refused = client.post(f"/api/v1/conversations/{no_model['id']}/messages", json={"content": "hi"}, headers=alice)
+    assert refused.status_code == 400 and "Choose a model" in refused.json()["detail"]
+    assert client.post("/api/v1/conversations", json={"params": {"seed": 1}}, headers=alice).status_code == 400
+
+
+def test_answers_cut_by_a_restart_are_marked_interrupted(client, alice) -> None:
+    conversation = new_conversation(client, alice)
+    with session_scope() as session:
+        session.add(Message(conversation_id=conversation["id"], role="assistant", content="half an ans",
+                            status="streaming"))
+        session.commit()
+        assert chat.mark_interrupted(session) == 1
+    answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][0]
+    assert (answer["status"], answer["content"]) == ("interrupted", "half an ans")
