@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
@@ -36,6 +37,20 @@ def create_conversation(body: ConversationCreate, user: CurrentUser, session: Se
 def get_conversation(conversation_id: int, user: CurrentUser, session: SessionDep) -> ConversationPublic:
     conversation = chat.get_conversation(session, user=user, conversation_id=conversation_id)
     return chat.conversation_public(session, conversation)
+
+
+@router.get("/{conversation_id}/export")
+def export_conversation(conversation_id: int, user: CurrentUser, session: SessionDep,
+                        format: Literal["md", "json"] = "md") -> Response:
+    """Download the conversation as Markdown or JSON."""
+    conversation = chat.get_conversation(session, user=user, conversation_id=conversation_id)
+    filename = f"conversation-{conversation.id}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "json":
+        body = chat.conversation_public(session, conversation).model_dump_json(indent=2)
+        return Response(body, media_type="application/json", headers=headers)
+    return Response(chat.export_markdown(session, conversation), media_type="text/markdown; charset=utf-8",
+                    headers=headers)
 
 
 @router.patch("/{conversation_id}", response_model=ConversationPublic)

@@ -114,6 +114,24 @@ def conversation_public(session: Session, conversation: Conversation) -> Convers
     )
 
 
+def export_markdown(session: Session, conversation: Conversation) -> str:
+    """The conversation as a Markdown document: reasoning in a collapsible block above each answer."""
+    lines = [f"# {conversation.title}", ""]
+    if conversation.model:
+        lines += [f"Model: `{conversation.model}`", ""]
+    if conversation.system_prompt:
+        lines += ["## System", "", conversation.system_prompt, ""]
+    for message in messages_of(session, conversation.id):  # type: ignore[arg-type]
+        heading = "User" if message.role == "user" else f"Assistant ({message.model})" if message.model else "Assistant"
+        lines += [f"## {heading}", ""]
+        if message.reasoning:
+            lines += ["<details><summary>Reasoning</summary>", "", message.reasoning, "", "</details>", ""]
+        lines += [message.content, ""]
+        if message.status not in ("done",):
+            lines += [f"*({message.status}{': ' + message.error if message.error else ''})*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def update_conversation(session: Session, *, user: User, conversation_id: int,
                         data: ConversationUpdate) -> Conversation:
     conversation = get_conversation(session, user=user, conversation_id=conversation_id)

@@ -188,3 +188,21 @@ def test_answers_cut_by_a_restart_are_marked_interrupted(client, alice) -> None:
         assert chat.mark_interrupted(session) == 1
     answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][0]
     assert (answer["status"], answer["content"]) == ("interrupted", "half an ans")
+
+
+def test_export_as_markdown_and_json(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("Paris.", reasoning="France's capital."))
+    conversation = new_conversation(client, alice, system_prompt="Be brief.")
+    send(client, alice, conversation["id"], "Capital of France?")
+    markdown = client.get(f"/api/v1/conversations/{conversation['id']}/export?format=md", headers=alice)
+    assert markdown.status_code == 200 and "attachment" in markdown.headers["content-disposition"]
+    text = markdown.text
+    assert text.startswith("# Capital of France?")
+    assert "## System\n\nBe brief." in text and "## User\n\nCapital of France?" in text
+    assert "<summary>Reasoning</summary>\n\nFrance's capital." in text and "Paris." in text
+    exported = client.get(f"/api/v1/conversations/{conversation['id']}/export?format=json", headers=alice).json()
+    assert [m["content"] for m in exported["messages"]] == ["Capital of France?", "Paris."]
+    assert client.get(f"/api/v1/conversations/{conversation['id']}/export?format=pdf", headers=alice).status_code == 422
+    register(client, "eve")
+    eve = bearer(login(client, "eve")["access_token"])
+    assert client.get(f"/api/v1/conversations/{conversation['id']}/export", headers=eve).status_code == 404
