@@ -333,9 +333,13 @@ async def _write(reply: Reply, prepared: _Prepared, *, user_id: int | None) -> N
         reply.status, error = "error", str(failure)
     finally:
         _replies.pop(reply.message_id, None)
-        with contextlib.suppress(Exception):
+        stored = None
+        try:
             stored = await asyncio.shield(run_in_threadpool(_save, reply, metrics=metrics, error=error))
-            reply.publish(ReplyEvent("error" if reply.status == "error" else "done", error or "", message=stored))
+        except (Exception, asyncio.CancelledError):
+            log.exception("could not save answer %s", reply.message_id)
+        # Always the last event, saved or not: listeners must never wait for an end that does not come.
+        reply.publish(ReplyEvent("error" if reply.status == "error" else "done", error or "", message=stored))
 
 
 async def cancel_reply(*, user: User, conversation_id: int) -> bool:
