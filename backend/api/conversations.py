@@ -74,7 +74,7 @@ async def send_message(conversation_id: int, body: MessageCreate, user: CurrentU
                                    model=body.model)
 
     async def events() -> AsyncIterator[str]:
-        yield _sse({"type": "start", "message_id": reply.message_id, "model": reply.model})
+        yield _sse({"type": "start", "message_id": reply.message_id, "model": reply.model, "trimmed": reply.trimmed})
         async for event in reply.events():
             payload: dict[str, object] = {"type": event.kind}
             if event.kind in ("text", "reasoning", "reclassify"):

@@ -191,6 +191,7 @@ class Reply:
     conversation_id: int
     message_id: int
     model: str
+    trimmed: int = 0  # older messages left out of the request to fit the context: the page says so
     answer: str = ""
     reasoning: str = ""
     status: str = "streaming"
@@ -230,12 +231,39 @@ def running_reply(conversation_id: int) -> Reply | None:
     return next((r for r in _replies.values() if r.conversation_id == conversation_id), None)
 
 
+CHARS_PER_TOKEN = 3  # a cautious estimate (English is ~4, Chinese ~1.5): trimming a little early is harmless
+ANSWER_RESERVE = 1024  # tokens kept free for the answer when the request sets no max_tokens
+
+
+def trim_to_context(history: list[dict[str, str]], *, context_length: int | None,
+                    max_tokens: int | None) -> tuple[list[dict[str, str]], int]:
+    """Drop the oldest turns until the estimated prompt fits the model's context, keeping the system prompt and the
+    newest message. Returns the messages to send and how many were left out."""
+    if not context_length:
+        return history, 0
+    budget = (context_length - (max_tokens or ANSWER_RESERVE)) * CHARS_PER_TOKEN
+    system = [m for m in history[:1] if m["role"] == "system"]
+    turns = history[len(system):]
+    kept: list[dict[str, str]] = []
+    used = sum(len(m["content"]) for m in system)
+    for message in reversed(turns):
+        if kept and used + len(message["content"]) > budget:
+            break
+        kept.append(message)
+        used += len(message["content"])
+    kept.reverse()
+    while len(kept) > 1 and kept[0]["role"] != "user":  # some providers insist that a conversation opens with a user
+        kept.pop(0)
+    return system + kept, len(turns) - len(kept)
+
+
 @dataclass(frozen=True)
 class _Prepared:
     resolved: providers.ResolvedModel
     history: list[dict[str, str]]
     message_id: int
     params: dict[str, Any]
+    trimmed: int = 0  # older messages left out to fit the model's context
 
 
 def _prepare(*, user: User, conversation_id: int, content: str, model: str | None) -> _Prepared:
@@ -262,8 +290,12 @@ def _prepare(*, user: User, conversation_id: int, content: str, model: str | Non
         conversation.updated_at = utcnow()
         session.add(conversation)
         session.commit()
-        return _Prepared(resolved=resolved, history=history, message_id=answer.id,  # type: ignore[arg-type]
-                         params=dict(conversation.params))
+        params = dict(conversation.params)
+        sent, trimmed = trim_to_context(history, context_length=resolved.public.context_length,
+                                        max_tokens=params.get("max_tokens") or resolved.public.default_params.get(
+                                            "max_tokens"))
+        return _Prepared(resolved=resolved, history=sent, message_id=answer.id,  # type: ignore[arg-type]
+                         params=params, trimmed=trimmed)
 
 
 async def start_reply(*, user: User, conversation_id: int, content: str, model: str | None = None) -> Reply:
@@ -272,7 +304,8 @@ async def start_reply(*, user: User, conversation_id: int, content: str, model: 
         raise Invalid("A message cannot be empty")
     prepared = await run_in_threadpool(_prepare, user=user, conversation_id=conversation_id, content=content,
                                        model=model)
-    reply = Reply(conversation_id=conversation_id, message_id=prepared.message_id, model=prepared.resolved.public.id)
+    reply = Reply(conversation_id=conversation_id, message_id=prepared.message_id, model=prepared.resolved.public.id,
+                  trimmed=prepared.trimmed)
     _replies[reply.message_id] = reply
     reply.task = asyncio.get_running_loop().create_task(_write(reply, prepared, user_id=user.id))
     return reply

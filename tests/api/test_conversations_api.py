@@ -206,3 +206,29 @@ def test_export_as_markdown_and_json(client, alice, openai_upstream) -> None:
     register(client, "eve")
     eve = bearer(login(client, "eve")["access_token"])
     assert client.get(f"/api/v1/conversations/{conversation['id']}/export", headers=eve).status_code == 404
+
+
+def test_a_long_history_is_trimmed_to_the_context_and_says_so(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("ok"))
+    client.patch("/api/v1/models/acme/fake-chat", json={"context_length": 1100, "default_params": {"max_tokens": 1000}},
+                 headers=alice)  # room for about 300 characters of prompt
+    conversation = new_conversation(client, alice, system_prompt="Be brief.")
+    for word in ("alpha", "bravo", "charlie"):
+        events = send(client, alice, conversation["id"], word * 20)
+    assert events[0]["type"] == "start" and events[0]["trimmed"] > 0
+    sent = openai_upstream.last_request.json["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    assert sent[-1]["content"] == "charlie" * 20
+    assert all("alpha" not in m["content"] for m in sent)
+    first = send(client, alice, new_conversation(client, alice)["id"], "short")
+    assert first[0]["trimmed"] == 0
+
+
+def test_trimming_keeps_the_newest_message_even_when_it_alone_is_too_long() -> None:
+    history = [{"role": "system", "content": "s"}, {"role": "user", "content": "x" * 10_000}]
+    assert chat.trim_to_context(history, context_length=100, max_tokens=10) == (history, 0)
+    assert chat.trim_to_context(history, context_length=None, max_tokens=None) == (history, 0)
+    turns = [{"role": "user", "content": "q" * 30}, {"role": "assistant", "content": "a" * 30},
+             {"role": "user", "content": "new"}]
+    sent, trimmed = chat.trim_to_context(turns, context_length=30, max_tokens=10)  # room for 60 characters
+    assert sent == [{"role": "user", "content": "new"}] and trimmed == 2  # never opens with the assistant
