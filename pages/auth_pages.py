@@ -9,10 +9,16 @@ from fastapi import Request
 from nicegui import APIRouter, app, ui
 from sqlmodel import Session
 
-from backend.errors import DomainError
+from backend.errors import DomainError, Unauthorized
 from backend.models.user import PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Language, User
 from backend.services import auth, users
-from pages.guard import forget_sign_in, language_picked_before_sign_in, remember_sign_in, safe_redirect
+from pages.guard import (
+    forget_sign_in,
+    language_picked_before_sign_in,
+    load_session_user,
+    remember_sign_in,
+    safe_redirect,
+)
 from pages.service import call, error_text, query
 from ui.frame import bare_frame
 from ui.i18n import _
@@ -75,8 +81,8 @@ def _already_signed_in() -> bool:
     if not session_id:
         return False
     try:
-        query(auth.session_user, session_id=session_id)
-    except DomainError:
+        load_session_user(session_id)
+    except Unauthorized:
         forget_sign_in()
         return False
     return True

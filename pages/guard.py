@@ -33,7 +33,7 @@ def _is_public(path: str) -> bool:
     return path in PUBLIC_PAGES or path.startswith(PUBLIC_PREFIXES)
 
 
-def _load_session_user(session_id: str) -> User:
+def load_session_user(session_id: str) -> User:
     with session_scope() as session:
         return auth.session_user(session, session_id=session_id)
 
@@ -53,7 +53,7 @@ class PageAuthMiddleware:
         user = None
         if session_id:
             try:
-                user = await run_in_threadpool(_load_session_user, session_id)
+                user = await run_in_threadpool(load_session_user, session_id)
             except Unauthorized:
                 forget_sign_in()
         if user is None:

@@ -25,7 +25,7 @@ from backend.providers.base import ProviderError
 from backend.providers.registry import CLIENTS, PRESETS, PRESETS_BY_KEY
 from backend.services import providers
 from pages.guard import page_user
-from pages.service import call, call_async, query, show_error, show_provider_error
+from pages.service import call, call_async, query, show_error
 from ui.frame import frame
 from ui.i18n import _
 from ui.widgets import confirm, format_time
@@ -182,10 +182,7 @@ class ProvidersView:
         button.props("loading")
         try:
             models = await call_async(providers.sync_models, actor=self.admin, provider_id=provider.id, ip=self.ip)
-        except ProviderError as error:
-            show_provider_error(error)
-            return
-        except DomainError as error:
+        except (DomainError, ProviderError) as error:
             show_error(error)
             return
         finally:

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nicegui import run, ui
-from sqlmodel import Session
 
 from backend.db import session_scope
 from backend.errors import DomainError
@@ -39,16 +38,9 @@ def query(fn: Callable[..., T], /, **kwargs: Any) -> T:
         return fn(session, **kwargs)
 
 
-def show_error(error: DomainError) -> None:
-    ui.notify(error.translated(page_language()), type="negative", position="top")
+def show_error(error: DomainError | ProviderError) -> None:
+    ui.notify(error.translated(page_language()), type="negative", position="top", multi_line=True)
 
 
 def error_text(error: DomainError) -> str:
     return error.translated(page_language())
-
-
-def show_provider_error(error: ProviderError) -> None:
-    ui.notify(error.translated(page_language()), type="negative", position="top", multi_line=True)
-
-
-__all__ = ["Session", "call", "call_async", "error_text", "query", "show_error", "show_provider_error"]

@@ -40,7 +40,7 @@ class RequestLanguage:
 
 
 def install(app: FastAPI) -> None:
-    """Mount every router and the error handlers on `app` (the NiceGUI app in production, a bare one in tests)."""
+    """Mount every router, the error handlers and the API's middleware on `app` (see `create_api_app`)."""
     app.include_router(build_router())
     app.include_router(gateway.router)
     install_error_handlers(app)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,18 +87,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProviderError, _provider_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-
-    # A page framework may answer 404 with an HTML page; under the API prefixes it is JSON like every error.
-    page_not_found = app.exception_handlers.get(404)
-
-    async def not_found(request: Request, error: Exception) -> Response:
-        if page_not_found is None or is_api_path(request.url.path):
-            detail = error.detail if isinstance(error, StarletteHTTPException) else "Not Found"
-            return error_response(request, detail, 404)
-        result = page_not_found(request, error)
-        return await result if inspect.isawaitable(result) else result
-
-    app.add_exception_handler(404, not_found)
 
 
 class ApiErrorsAsJson:

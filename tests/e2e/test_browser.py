@@ -6,6 +6,8 @@ Screenshots land in `tests/e2e/screenshots/` (git-ignored).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,23 @@ def _sign_in(page: Any, password: str = ADMIN_PASSWORD) -> None:
     page.get_by_label("Username").fill(ADMIN_USERNAME)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+VIEWPORTS = (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE_VIEWPORT))
+
+
+@contextmanager
+def signed_in_admin(browser: Any, portal: Portal, viewport: dict[str, int]) -> Iterator[Any]:
+    """A page of a fresh browser context at `viewport`, signed in as the admin."""
+    context = browser.new_context(viewport=viewport, locale="en-US")
+    try:
+        page = context.new_page()
+        _open_login(page, portal)
+        _sign_in(page)
+        page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+        yield page
+    finally:
+        context.close()
 
 
 def _assert_screenshot(path: Path) -> None:
@@ -142,14 +161,8 @@ def test_disabling_a_user_moves_only_their_open_page_to_login(portal: Portal, br
 
 def test_profile_and_admin_pages_screenshots(portal: Portal, browser: Any, screenshots_dir: Path) -> None:
     shots = []
-    for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE_VIEWPORT)):
-        context = browser.new_context(viewport=viewport, locale="en-US")
-        try:
-            page = context.new_page()
-            _open_login(page, portal)
-            _sign_in(page)
-            page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
-
+    for name, viewport in VIEWPORTS:
+        with signed_in_admin(browser, portal, viewport) as page:
             page.goto(portal.url("/profile"))
             page.get_by_label("Token name").fill(f"ci-{name}")
             page.get_by_role("button", name="Create token").click()
@@ -170,8 +183,6 @@ def test_profile_and_admin_pages_screenshots(portal: Portal, browser: Any, scree
             page.screenshot(path=str(shots[-1]), full_page=True)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"the admin page is {overflow} px too wide at {viewport['width']} px"
-        finally:
-            context.close()
     for shot in shots:
         _assert_screenshot(shot)
 
@@ -209,13 +220,8 @@ def test_models_page_screenshots(portal: Portal, browser: Any, screenshots_dir: 
         _api(portal, "POST", f"/api/v1/providers/{provider['id']}/test", token=admin["access_token"])
         _api(portal, "POST", f"/api/v1/providers/{provider['id']}/sync", token=admin["access_token"])
         shots = []
-        for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE_VIEWPORT)):
-            context = browser.new_context(viewport=viewport, locale="en-US")
-            try:
-                page = context.new_page()
-                _open_login(page, portal)
-                _sign_in(page)
-                page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
+        for name, viewport in VIEWPORTS:
+            with signed_in_admin(browser, portal, viewport) as page:
                 page.goto(portal.url("/models"))
                 page.get_by_text("3 of 3 models enabled").click()  # open the model list
                 page.get_by_text("deepseek-r1:14b").first.wait_for()
@@ -229,7 +235,5 @@ def test_models_page_screenshots(portal: Portal, browser: Any, screenshots_dir: 
                 _settle(page)
                 shots.append(screenshots_dir / f"models-add-{name}.png")
                 page.screenshot(path=str(shots[-1]))
-            finally:
-                context.close()
     for shot in shots:
         _assert_screenshot(shot)
