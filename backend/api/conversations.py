@@ -16,6 +16,7 @@ from backend.models.chat import (
     ConversationSummary,
     ConversationUpdate,
     MessageCreate,
+    Regenerate,
 )
 from backend.services import chat
 
@@ -68,11 +69,22 @@ def delete_conversation(conversation_id: int, user: CurrentUser, session: Sessio
 
 @router.post("/{conversation_id}/messages")
 async def send_message(conversation_id: int, body: MessageCreate, user: CurrentUser) -> StreamingResponse:
-    """Stores the message and streams the answer as SSE: `{"type": "text"|"reasoning"|"reclassify", ...}` events,
-    then one `done` or `error` event with the stored message. A client that leaves does not stop the answer."""
+    """Stores the message and streams the answer as SSE: a `start` event, `{"type": "text"|"reasoning"|"reclassify",
+    ...}` events, then one `done` or `error` event with the stored message. A client that leaves does not stop the
+    answer. With `edit_of` (an earlier user message's id) the message replaces that one and what followed it."""
     reply = await chat.start_reply(user=user, conversation_id=conversation_id, content=body.content,
-                                   model=body.model)
+                                   model=body.model, edit_of=body.edit_of)
+    return _streamed(reply)
 
+
+@router.post("/{conversation_id}/regenerate")
+async def regenerate(conversation_id: int, user: CurrentUser, body: Regenerate | None = None) -> StreamingResponse:
+    """Writes the last answer again (optionally by another model), streamed like a new message."""
+    reply = await chat.regenerate_reply(user=user, conversation_id=conversation_id, model=body.model if body else None)
+    return _streamed(reply)
+
+
+def _streamed(reply: chat.Reply) -> StreamingResponse:
     async def events() -> AsyncIterator[str]:
         yield _sse({"type": "start", "message_id": reply.message_id, "model": reply.model, "trimmed": reply.trimmed})
         async for event in reply.events():

@@ -33,6 +33,7 @@ class Message(SQLModel, table=True):
     output_tokens: int | None = None
     ttft_ms: int | None = None
     total_ms: int | None = None
+    reasoning_ms: int | None = None  # from the first reasoning token to the first token of the answer
     # done; streaming (being written); error; cancelled (stopped by the user); interrupted (the portal stopped)
     status: str = Field(default="done", max_length=16)
     error: str | None = Field(default=None, max_length=1000)
@@ -48,6 +49,7 @@ class MessagePublic(SQLModel):
     usage: dict[str, int] | None
     ttft_ms: int | None
     total_ms: int | None
+    reasoning_ms: int | None = None
     status: str
     error: str | None
     created_at: datetime
@@ -84,3 +86,9 @@ class ConversationUpdate(SQLModel):
 class MessageCreate(SQLModel):
     content: str
     model: str | None = None
+    # Edit and resend: the id of an earlier user message that this one replaces, with everything after it.
+    edit_of: int | None = None
+
+
+class Regenerate(SQLModel):
+    model: str | None = None  # another model may answer this time

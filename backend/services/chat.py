@@ -96,7 +96,8 @@ def message_public(message: Message) -> MessagePublic:
     return MessagePublic(
         id=message.id,  # type: ignore[arg-type]
         role=message.role, content=message.content, reasoning=message.reasoning, model=message.model,
-        usage=usage, ttft_ms=message.ttft_ms, total_ms=message.total_ms, status=message.status,
+        usage=usage, ttft_ms=message.ttft_ms, total_ms=message.total_ms, reasoning_ms=message.reasoning_ms,
+        status=message.status,
         error=message.error, created_at=message.created_at,
     )
 
@@ -195,11 +196,15 @@ class Reply:
     answer: str = ""
     reasoning: str = ""
     status: str = "streaming"
+    started: float = field(default_factory=time.monotonic)
+    reasoning_started: float | None = None
+    reasoning_ended: float | None = None  # the answer began: "thought for N s"
     task: asyncio.Task[None] | None = None
     _log: list[ReplyEvent] = field(default_factory=list)
     _listeners: list[asyncio.Queue[ReplyEvent]] = field(default_factory=list)
 
     def publish(self, event: ReplyEvent) -> None:
+        self._timed(event.kind, event.to)
         self._log.append(event)
         for queue in self._listeners:
             queue.put_nowait(event)
@@ -218,6 +223,23 @@ class Reply:
                     return
         finally:
             self._listeners.remove(queue)
+
+    def reasoning_ms(self) -> int | None:
+        """How long the model has reasoned (so far, while it still does)."""
+        if self.reasoning_started is None:
+            return None
+        return round(((self.reasoning_ended or time.monotonic()) - self.reasoning_started) * 1000)
+
+    def _timed(self, kind: str, to: str | None = None) -> None:
+        now = time.monotonic()
+        if kind == "reasoning" and self.reasoning_started is None:
+            self.reasoning_started = now
+        elif kind == "text" and self.reasoning_started is not None and self.reasoning_ended is None:
+            self.reasoning_ended = now
+        elif kind == "reclassify" and to == "reasoning":  # what looked like the answer was reasoning
+            self.reasoning_started, self.reasoning_ended = self.reasoning_started or self.started, None
+        elif kind == "reclassify":
+            self.reasoning_started = self.reasoning_ended = None
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
@@ -266,7 +288,15 @@ class _Prepared:
     trimmed: int = 0  # older messages left out to fit the model's context
 
 
-def _prepare(*, user: User, conversation_id: int, content: str, model: str | None) -> _Prepared:
+SENDABLE = ("done", "cancelled", "interrupted")  # answers that failed are not sent back to the model
+
+
+def _prepare(*, user: User, conversation_id: int, content: str | None, model: str | None,
+             edit_of: int | None = None) -> _Prepared:
+    """Store the user's message (none when regenerating) and an empty answer; the history to send.
+
+    `edit_of` names an earlier user message that `content` replaces: it and everything after it are deleted.
+    Without `content`, the last answer is written again: what followed the last user message is deleted."""
     with session_scope() as session:
         conversation = get_conversation(session, user=user, conversation_id=conversation_id)
         if running_reply(conversation.id) is not None:  # type: ignore[arg-type]
@@ -275,16 +305,29 @@ def _prepare(*, user: User, conversation_id: int, content: str, model: str | Non
         if not model_ref:
             raise Invalid("Choose a model first")
         resolved = providers.resolve_model(session, model_ref=model_ref)
+        stored = messages_of(session, conversation.id)  # type: ignore[arg-type]
+        if edit_of is not None:
+            cut = next((i for i, m in enumerate(stored) if m.id == edit_of and m.role == "user"), None)
+            if cut is None:
+                raise NotFound("No such message in this conversation")
+        elif content is None:
+            cut = next((i + 1 for i in range(len(stored) - 1, -1, -1) if stored[i].role == "user"), None)
+            if cut is None:
+                raise Invalid("There is no answer to write again: send a message first")
+        else:
+            cut = len(stored)
+        for message in stored[cut:]:
+            session.delete(message)
+        kept = stored[:cut]
         history = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
-        for message in messages_of(session, conversation.id):  # type: ignore[arg-type]
-            if message.content and message.status in ("done", "cancelled", "interrupted"):
-                history.append({"role": message.role, "content": message.content})
-        history.append({"role": "user", "content": content})
-        session.add(Message(conversation_id=conversation.id, role="user", content=content))  # type: ignore[arg-type]
+        history += [{"role": m.role, "content": m.content} for m in kept if m.content and m.status in SENDABLE]
+        if content is not None:
+            history.append({"role": "user", "content": content})
+            session.add(Message(conversation_id=conversation.id, role="user", content=content))  # type: ignore[arg-type]
         answer = Message(conversation_id=conversation.id, role="assistant", model=resolved.public.id,  # type: ignore[arg-type]
                          status="streaming")
         session.add(answer)
-        if conversation.title == DEFAULT_TITLE and not any(m["role"] == "assistant" for m in history):
+        if content is not None and conversation.title == DEFAULT_TITLE and not any(m.role == "assistant" for m in kept):
             conversation.title = " ".join(content.split())[:60] or DEFAULT_TITLE
         conversation.model = resolved.public.id
         conversation.updated_at = utcnow()
@@ -298,16 +341,29 @@ def _prepare(*, user: User, conversation_id: int, content: str, model: str | Non
                          params=params, trimmed=trimmed)
 
 
-async def start_reply(*, user: User, conversation_id: int, content: str, model: str | None = None) -> Reply:
-    """Store the user's message and start writing the answer; returns at once."""
+async def start_reply(*, user: User, conversation_id: int, content: str, model: str | None = None,
+                      edit_of: int | None = None) -> Reply:
+    """Store the user's message and start writing the answer; returns at once. With `edit_of`, the message
+    replaces that earlier user message, and what followed it is deleted (edit and resend)."""
     if not content.strip():
         raise Invalid("A message cannot be empty")
     prepared = await run_in_threadpool(_prepare, user=user, conversation_id=conversation_id, content=content,
+                                       model=model, edit_of=edit_of)
+    return _start(prepared, conversation_id=conversation_id, user_id=user.id)
+
+
+async def regenerate_reply(*, user: User, conversation_id: int, model: str | None = None) -> Reply:
+    """Write the last answer again (after a failure, or for another try), by the same or another model."""
+    prepared = await run_in_threadpool(_prepare, user=user, conversation_id=conversation_id, content=None,
                                        model=model)
+    return _start(prepared, conversation_id=conversation_id, user_id=user.id)
+
+
+def _start(prepared: _Prepared, *, conversation_id: int, user_id: int | None) -> Reply:
     reply = Reply(conversation_id=conversation_id, message_id=prepared.message_id, model=prepared.resolved.public.id,
                   trimmed=prepared.trimmed)
     _replies[reply.message_id] = reply
-    reply.task = asyncio.get_running_loop().create_task(_write(reply, prepared, user_id=user.id))
+    reply.task = asyncio.get_running_loop().create_task(_write(reply, prepared, user_id=user_id))
     return reply
 
 
@@ -317,10 +373,12 @@ def _save(reply: Reply, *, metrics: inference.CallMetrics | None = None, error: 
         if message is None:  # the conversation was deleted meanwhile
             return MessagePublic(id=reply.message_id, role="assistant", content=reply.answer,
                                  reasoning=reply.reasoning or None, model=reply.model, usage=None, ttft_ms=None,
-                                 total_ms=None, status=reply.status, error=error, created_at=utcnow())
+                                 total_ms=None, reasoning_ms=reply.reasoning_ms(), status=reply.status, error=error,
+                                 created_at=utcnow())
         message.content = reply.answer
         message.reasoning = reply.reasoning or None
         message.status = reply.status
+        message.reasoning_ms = reply.reasoning_ms()
         message.error = error[:1000] if error else None
         if metrics is not None:
             message.ttft_ms, message.total_ms = metrics.ttft_ms, metrics.total_ms
@@ -366,6 +424,8 @@ async def _write(reply: Reply, prepared: _Prepared, *, user_id: int | None) -> N
         reply.status, error = "error", str(failure)
     finally:
         _replies.pop(reply.message_id, None)
+        if reply.reasoning_started is not None and reply.reasoning_ended is None:
+            reply.reasoning_ended = time.monotonic()
         stored = None
         try:
             stored = await asyncio.shield(run_in_threadpool(_save, reply, metrics=metrics, error=error))

@@ -232,3 +232,58 @@ def test_trimming_keeps_the_newest_message_even_when_it_alone_is_too_long() -> N
              {"role": "user", "content": "new"}]
     sent, trimmed = chat.trim_to_context(turns, context_length=30, max_tokens=10)  # room for 60 characters
     assert sent == [{"role": "user", "content": "new"}] and trimmed == 2  # never opens with the assistant
+
+
+def test_regenerate_writes_the_last_answer_again(client, alice, openai_upstream) -> None:
+    conversation = new_conversation(client, alice)
+    openai_upstream.script.set(error(500, "upstream exploded"))
+    send(client, alice, conversation["id"], "Tell me a joke")
+    openai_upstream.script.set(reply("A joke.", reasoning="Something light.", reasoning_chunks=["Something", " light."],
+                                     delay=0.02))
+    events = []
+    with client.stream("POST", f"/api/v1/conversations/{conversation['id']}/regenerate", headers=alice) as response:
+        assert response.status_code == 200, response.read()
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "done" and events[-1]["message"]["content"] == "A joke."
+    stored = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"]
+    assert [(m["role"], m["content"], m["status"]) for m in stored] == [
+        ("user", "Tell me a joke", "done"), ("assistant", "A joke.", "done")]  # the failed answer is replaced
+    assert stored[1]["reasoning"] == "Something light." and stored[1]["reasoning_ms"] is not None
+    sent = openai_upstream.last_request.json["messages"]
+    assert [m["content"] for m in sent] == ["Tell me a joke"]  # the failed answer is not sent back
+
+
+def test_regenerate_needs_a_message_first(client, alice) -> None:
+    conversation = new_conversation(client, alice)
+    response = client.post(f"/api/v1/conversations/{conversation['id']}/regenerate", headers=alice)
+    assert response.status_code == 400 and "send a message first" in response.json()["detail"]
+
+
+def test_edit_and_resend_replaces_the_message_and_what_followed(client, alice, openai_upstream) -> None:
+    conversation = new_conversation(client, alice)
+    openai_upstream.script.set(reply("First answer."))
+    send(client, alice, conversation["id"], "Frist question")
+    send(client, alice, conversation["id"], "Second question")
+    first_question = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][0]
+
+    openai_upstream.script.set(reply("Better answer."))
+    with client.stream("POST", f"/api/v1/conversations/{conversation['id']}/messages", headers=alice,
+                       json={"content": "First question", "edit_of": first_question["id"]}) as response:
+        assert response.status_code == 200
+        response.read()
+    stored = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"]
+    assert [(m["role"], m["content"]) for m in stored] == [("user", "First question"),
+                                                           ("assistant", "Better answer.")]
+    assert [m["content"] for m in openai_upstream.last_request.json["messages"]] == ["First question"]
+
+
+def test_edit_of_an_unknown_or_foreign_message_is_404(client, alice, openai_upstream) -> None:
+    mine = new_conversation(client, alice)
+    other = new_conversation(client, alice)
+    openai_upstream.script.set(reply("ok"))
+    send(client, alice, other["id"], "elsewhere")
+    elsewhere = client.get(f"/api/v1/conversations/{other['id']}", headers=alice).json()["messages"]
+    for message_id in (elsewhere[0]["id"], elsewhere[1]["id"], 999_999):  # another conversation's, an answer, none
+        response = client.post(f"/api/v1/conversations/{mine['id']}/messages", headers=alice,
+                               json={"content": "x", "edit_of": message_id})
+        assert response.status_code == 404, response.text
