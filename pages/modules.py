@@ -20,11 +20,6 @@ def _placeholder(request: Request, title: str, path: str) -> None:
         coming_soon(_(DESCRIPTIONS[path]))
 
 
-@router.page("/chat")
-def chat_page(request: Request) -> None:
-    _placeholder(request, N_("Chat"), "/chat")
-
-
 @router.page("/compare")
 def compare_page(request: Request) -> None:
     _placeholder(request, N_("Compare"), "/compare")

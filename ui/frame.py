@@ -23,7 +23,7 @@ class NavItem:
 
 NAVIGATION = [
     NavItem("/", "home", N_("Home")),
-    NavItem("/chat", "chat", N_("Chat"), ready=False),
+    NavItem("/chat", "chat", N_("Chat")),
     NavItem("/compare", "compare_arrows", N_("Compare"), ready=False),
     NavItem("/models", "hub", N_("Models")),
     NavItem("/datasets", "dataset", N_("Datasets"), ready=False),
@@ -82,8 +82,9 @@ def _user_menu(username: str) -> None:
 
 
 @contextmanager
-def frame(title: str) -> Iterator[ui.column]:
-    """Lay out a signed-in page: everything inside the `with` block is the page's content."""
+def frame(title: str, *, fill: bool = False) -> Iterator[ui.column]:
+    """Lay out a signed-in page: everything inside the `with` block is the page's content. With `fill`, the content
+    is the whole window below the header, without a heading (a workspace such as chat, which scrolls inside)."""
     dark = apply_theme()
     ui.page_title(f"{title} · {BRAND}")
     username = app.storage.user.get("username", "")
@@ -114,6 +115,10 @@ def frame(title: str) -> Iterator[ui.column]:
                         ui.item_label(_(item.label))
     drawer_button.on_click(drawer.toggle)
 
+    if fill:
+        with ui.column().classes("lp-fill w-full gap-0") as content:
+            yield content
+        return
     with ui.column().classes("lp-content w-full max-w-screen-xl mx-auto p-4 gap-4") as content:
         ui.label(title).classes("text-h5 lp-page-heading")
         yield content

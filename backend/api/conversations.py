@@ -36,22 +36,16 @@ def create_conversation(body: ConversationCreate, user: CurrentUser, session: Se
 
 @router.get("/{conversation_id}", response_model=ConversationPublic)
 def get_conversation(conversation_id: int, user: CurrentUser, session: SessionDep) -> ConversationPublic:
-    conversation = chat.get_conversation(session, user=user, conversation_id=conversation_id)
-    return chat.conversation_public(session, conversation)
+    return chat.read_conversation(session, user=user, conversation_id=conversation_id)
 
 
 @router.get("/{conversation_id}/export")
 def export_conversation(conversation_id: int, user: CurrentUser, session: SessionDep,
                         format: Literal["md", "json"] = "md") -> Response:
     """Download the conversation as Markdown or JSON."""
-    conversation = chat.get_conversation(session, user=user, conversation_id=conversation_id)
-    filename = f"conversation-{conversation.id}.{format}"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    if format == "json":
-        body = chat.conversation_public(session, conversation).model_dump_json(indent=2)
-        return Response(body, media_type="application/json", headers=headers)
-    return Response(chat.export_markdown(session, conversation), media_type="text/markdown; charset=utf-8",
-                    headers=headers)
+    filename, body = chat.export_conversation(session, user=user, conversation_id=conversation_id, format=format)
+    media_type = "application/json" if format == "json" else "text/markdown; charset=utf-8"
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.patch("/{conversation_id}", response_model=ConversationPublic)

@@ -115,6 +115,22 @@ def conversation_public(session: Session, conversation: Conversation) -> Convers
     )
 
 
+def read_conversation(session: Session, *, user: User, conversation_id: int) -> ConversationPublic:
+    """A conversation with its messages, for its owner."""
+    return conversation_public(session, get_conversation(session, user=user, conversation_id=conversation_id))
+
+
+def export_conversation(session: Session, *, user: User, conversation_id: int, format: str) -> tuple[str, str]:
+    """The conversation as a file: `(filename, content)`, Markdown (`md`) or JSON (`json`)."""
+    conversation = get_conversation(session, user=user, conversation_id=conversation_id)
+    if format == "json":
+        return f"conversation-{conversation.id}.json", conversation_public(session, conversation).model_dump_json(
+            indent=2)
+    if format == "md":
+        return f"conversation-{conversation.id}.md", export_markdown(session, conversation)
+    raise Invalid("Unknown export format {format}: use md or json", format=format)
+
+
 def export_markdown(session: Session, conversation: Conversation) -> str:
     """The conversation as a Markdown document: reasoning in a collapsible block above each answer."""
     lines = [f"# {conversation.title}", ""]
@@ -423,7 +439,6 @@ async def _write(reply: Reply, prepared: _Prepared, *, user_id: int | None) -> N
         log.exception("answer %s failed", reply.message_id)
         reply.status, error = "error", str(failure)
     finally:
-        _replies.pop(reply.message_id, None)
         if reply.reasoning_started is not None and reply.reasoning_ended is None:
             reply.reasoning_ended = time.monotonic()
         stored = None
@@ -431,6 +446,9 @@ async def _write(reply: Reply, prepared: _Prepared, *, user_id: int | None) -> N
             stored = await asyncio.shield(run_in_threadpool(_save, reply, metrics=metrics, error=error))
         except (Exception, asyncio.CancelledError):
             log.exception("could not save answer %s", reply.message_id)
+        # Running until saved: whoever opens the conversation meanwhile follows this reply to its end rather than
+        # reading a row that still says "streaming".
+        _replies.pop(reply.message_id, None)
         # Always the last event, saved or not: listeners must never wait for an end that does not come.
         reply.publish(ReplyEvent("error" if reply.status == "error" else "done", error or "", message=stored))
 

@@ -6,69 +6,32 @@ Screenshots land in `tests/e2e/screenshots/` (git-ignored).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, Portal
-
-PHONE_VIEWPORT = {"width": 390, "height": 844}
-MIN_SCREENSHOT_BYTES = 5_000  # a blank or broken page compresses to far less
-
-
-def _settle(page: Any) -> None:
-    """Let the page finish loading fonts and icons, so that screenshots show what a user sees."""
-    page.wait_for_load_state("load")
-    page.evaluate("document.fonts.ready.then(() => true)")
-    page.wait_for_timeout(300)  # Quasar's transitions (drawer, inputs) finish
-
-
-def _open_login(page: Any, portal: Portal) -> None:
-    page.goto(portal.url("/"))
-    page.wait_for_url(re.compile(r"/login\?redirect_to="))
-    page.get_by_label("Username").wait_for()
-
-
-def _sign_in(page: Any, password: str = ADMIN_PASSWORD) -> None:
-    page.get_by_label("Username").fill(ADMIN_USERNAME)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-VIEWPORTS = (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE_VIEWPORT))
-
-
-@contextmanager
-def signed_in_admin(browser: Any, portal: Portal, viewport: dict[str, int]) -> Iterator[Any]:
-    """A page of a fresh browser context at `viewport`, signed in as the admin."""
-    context = browser.new_context(viewport=viewport, locale="en-US")
-    try:
-        page = context.new_page()
-        _open_login(page, portal)
-        _sign_in(page)
-        page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
-        yield page
-    finally:
-        context.close()
-
-
-def _assert_screenshot(path: Path) -> None:
-    assert path.is_file(), f"{path} was not written"
-    size = path.stat().st_size
-    assert size > MIN_SCREENSHOT_BYTES, f"{path} is only {size} bytes"
+from tests.e2e.helpers import (
+    PHONE_VIEWPORT,
+    VIEWPORTS,
+    api,
+    assert_screenshot,
+    open_login,
+    settle,
+    sign_in,
+    signed_in_admin,
+)
 
 
 def test_sign_in_and_home_screenshot(portal: Portal, browser: Any, page: Any, screenshots_dir: Path) -> None:
-    _open_login(page, portal)
-    _settle(page)
+    open_login(page, portal)
+    settle(page)
     login_shot = screenshots_dir / "login-desktop.png"
     page.screenshot(path=str(login_shot), full_page=True)
 
-    _sign_in(page)
+    sign_in(page)
     page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
     assert re.search(r"/$", page.url), page.url
-    _settle(page)
+    settle(page)
     home_shot = screenshots_dir / "home-desktop.png"
     page.screenshot(path=str(home_shot), full_page=True)
 
@@ -77,13 +40,13 @@ def test_sign_in_and_home_screenshot(portal: Portal, browser: Any, page: Any, sc
     try:
         phone.set_default_timeout(10_000)
         phone_page = phone.new_page()
-        _open_login(phone_page, portal)
-        _settle(phone_page)
+        open_login(phone_page, portal)
+        settle(phone_page)
         login_phone_shot = screenshots_dir / "login-phone.png"
         phone_page.screenshot(path=str(login_phone_shot), full_page=True)
-        _sign_in(phone_page)
+        sign_in(phone_page)
         phone_page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
-        _settle(phone_page)
+        settle(phone_page)
         phone_shot = screenshots_dir / "home-phone.png"
         phone_page.screenshot(path=str(phone_shot), full_page=True)
         overflow = phone_page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -92,20 +55,20 @@ def test_sign_in_and_home_screenshot(portal: Portal, browser: Any, page: Any, sc
         phone.close()
 
     for shot in (login_shot, home_shot, login_phone_shot, phone_shot):
-        _assert_screenshot(shot)
+        assert_screenshot(shot)
 
 
 def test_wrong_password_shows_message(portal: Portal, page: Any) -> None:
     page.goto(portal.url("/login"))
     page.get_by_label("Username").wait_for()
-    _sign_in(page, password="not-the-password")
+    sign_in(page, password="not-the-password")
     page.get_by_text("Wrong username or password").wait_for()
     assert "/login" in page.url
 
 
 def test_sign_out_returns_to_login(portal: Portal, page: Any) -> None:
-    _open_login(page, portal)
-    _sign_in(page)
+    open_login(page, portal)
+    sign_in(page)
     page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
 
     page.get_by_role("button", name="Account").click()
@@ -118,23 +81,10 @@ def test_sign_out_returns_to_login(portal: Portal, page: Any) -> None:
     page.wait_for_url(re.compile(r"/login\?redirect_to="))
 
 
-def _api(portal: Portal, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(portal.url(path), method=method, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else {}
-
-
 def test_disabling_a_user_moves_only_their_open_page_to_login(portal: Portal, browser: Any, page: Any) -> None:
-    bob = _api(portal, "POST", "/api/v1/auth/register", {"username": "bob", "password": "bob password 1"})
-    _open_login(page, portal)
-    _sign_in(page)
+    bob = api(portal, "POST", "/api/v1/auth/register", {"username": "bob", "password": "bob password 1"})
+    open_login(page, portal)
+    sign_in(page)
     page.get_by_text(f"Welcome, {ADMIN_USERNAME}").wait_for()
 
     bob_context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
@@ -147,8 +97,8 @@ def test_disabling_a_user_moves_only_their_open_page_to_login(portal: Portal, br
         bob_page.get_by_text("API tokens").first.wait_for()
         assert bob_page.url.endswith("/profile")
 
-        admin = _api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
-        _api(portal, "PATCH", f"/api/v1/admin/users/{bob['id']}", {"disabled": True}, token=admin["access_token"])
+        admin = api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+        api(portal, "PATCH", f"/api/v1/admin/users/{bob['id']}", {"disabled": True}, token=admin["access_token"])
 
         bob_page.wait_for_url(re.compile(r"/login"), timeout=5_000)  # without reloading: the server moved it
         bob_page.goto(portal.url("/profile"))
@@ -167,28 +117,28 @@ def test_profile_and_admin_pages_screenshots(portal: Portal, browser: Any, scree
             page.get_by_label("Token name").fill(f"ci-{name}")
             page.get_by_role("button", name="Create token").click()
             page.get_by_text("Your new API token").wait_for()
-            _settle(page)
+            settle(page)
             shots.append(screenshots_dir / f"profile-token-{name}.png")
             page.screenshot(path=str(shots[-1]), full_page=True)
             page.get_by_role("button", name="Done").click()
             page.get_by_text(f"ci-{name}").first.wait_for()
-            _settle(page)
+            settle(page)
             shots.append(screenshots_dir / f"profile-{name}.png")
             page.screenshot(path=str(shots[-1]), full_page=True)
 
             page.goto(portal.url("/admin"))
             page.get_by_label("Search users").wait_for()
-            _settle(page)
+            settle(page)
             shots.append(screenshots_dir / f"admin-{name}.png")
             page.screenshot(path=str(shots[-1]), full_page=True)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"the admin page is {overflow} px too wide at {viewport['width']} px"
     for shot in shots:
-        _assert_screenshot(shot)
+        assert_screenshot(shot)
 
 
 def test_chinese_and_dark_mode(portal: Portal, page: Any, screenshots_dir: Path) -> None:
-    _open_login(page, portal)
+    open_login(page, portal)
     page.get_by_text("English").click()
     page.get_by_text("简体中文").click()
     page.get_by_role("button", name="登录").wait_for()
@@ -198,14 +148,14 @@ def test_chinese_and_dark_mode(portal: Portal, page: Any, screenshots_dir: Path)
     page.get_by_text(f"欢迎，{ADMIN_USERNAME}").wait_for()
     page.get_by_role("button", name="Dark mode").click()
     page.wait_for_function("document.body.classList.contains('body--dark')")
-    _settle(page)
+    settle(page)
     shot = screenshots_dir / "home-zh-dark.png"
     page.screenshot(path=str(shot), full_page=True)
-    _assert_screenshot(shot)
+    assert_screenshot(shot)
     # The language picked at sign-in was saved to the account: give the other tests their English back.
-    admin = _api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
-    assert _api(portal, "GET", "/api/v1/users/me", token=admin["access_token"])["language"] == "zh"
-    _api(portal, "PATCH", "/api/v1/users/me", {"language": "en"}, token=admin["access_token"])
+    admin = api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    assert api(portal, "GET", "/api/v1/users/me", token=admin["access_token"])["language"] == "zh"
+    api(portal, "PATCH", "/api/v1/users/me", {"language": "en"}, token=admin["access_token"])
 
 
 def test_models_page_screenshots(portal: Portal, browser: Any, screenshots_dir: Path) -> None:
@@ -213,27 +163,27 @@ def test_models_page_screenshots(portal: Portal, browser: Any, screenshots_dir: 
 
     with start_openai(models=["deepseek-r1:14b", "gpt-4o-mini", "qwen2.5-vl-7b-instruct"]) as upstream:
         upstream.script.set(reply("hello"))
-        admin = _api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
-        provider = _api(portal, "POST", "/api/v1/providers", {"name": "local-vllm", "kind": "openai",
+        admin = api(portal, "POST", "/api/v1/auth/login", {"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+        provider = api(portal, "POST", "/api/v1/providers", {"name": "local-vllm", "kind": "openai",
                                                               "base_url": upstream.base_url, "api_key": "test-key"},
                         token=admin["access_token"])
-        _api(portal, "POST", f"/api/v1/providers/{provider['id']}/test", token=admin["access_token"])
-        _api(portal, "POST", f"/api/v1/providers/{provider['id']}/sync", token=admin["access_token"])
+        api(portal, "POST", f"/api/v1/providers/{provider['id']}/test", token=admin["access_token"])
+        api(portal, "POST", f"/api/v1/providers/{provider['id']}/sync", token=admin["access_token"])
         shots = []
         for name, viewport in VIEWPORTS:
             with signed_in_admin(browser, portal, viewport) as page:
                 page.goto(portal.url("/models"))
                 page.get_by_text("3 of 3 models enabled").click()  # open the model list
                 page.get_by_text("deepseek-r1:14b").first.wait_for()
-                _settle(page)
+                settle(page)
                 shots.append(screenshots_dir / f"models-{name}.png")
                 page.screenshot(path=str(shots[-1]), full_page=True)
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"the models page is {overflow} px too wide at {viewport['width']} px"
                 page.get_by_role("button", name="Add provider").click()
                 page.get_by_text("Preset").first.wait_for()
-                _settle(page)
+                settle(page)
                 shots.append(screenshots_dir / f"models-add-{name}.png")
                 page.screenshot(path=str(shots[-1]))
     for shot in shots:
-        _assert_screenshot(shot)
+        assert_screenshot(shot)

@@ -1,0 +1,231 @@
+"""The Chat page: send and stream, reasoning, stop, regenerate, edit and resend, errors with retry, export."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nicegui.testing import User
+from sqlmodel import select
+
+from backend.db import session_scope
+from backend.models import Message
+from backend.models import User as UserRow
+from backend.models.provider import ProviderCreate
+from backend.services import chat, inference, providers
+from tests.fakes import error_after, reply
+from tests.pages.conftest import gone, see, signed_up
+
+
+@pytest.fixture
+async def chatting(user: User, openai_upstream) -> User:
+    """Signed in as the first user (an admin) with the fake OpenAI upstream's models enabled."""
+    await signed_up(user, "alice")
+    with session_scope() as session:
+        admin = session.exec(select(UserRow)).one()
+        provider = providers.create_provider(session, actor=admin, data=ProviderCreate(
+            name="acme", kind="openai", base_url=openai_upstream.base_url, api_key="test-key", max_retries=0))
+        await providers.sync_models(session, actor=admin, provider_id=provider.id)
+    yield user
+    await inference.flush_usage()
+
+
+def stored_messages() -> list[Message]:
+    with session_scope() as session:
+        return list(session.exec(select(Message).order_by(Message.id)).all())
+
+
+async def ask(user: User, text: str) -> None:
+    user.find(marker="composer").type(text)
+    user.find(marker="send").click()
+
+
+async def settled() -> None:
+    """Until the last answer is written and stored."""
+    for _ in range(250):
+        messages = stored_messages()
+        if not chat._replies and messages and messages[-1].role == "assistant" and messages[-1].status != "streaming":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no answer was finished")
+
+
+async def test_an_answer_streams_in_with_its_reasoning_and_metrics(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(reply("The capital is **Paris**.", reasoning="France... its capital is Paris.",
+                                     delay=0.01, usage=(12, 7)))
+    await chatting.open("/chat")
+    await see(chatting, "Start a conversation")
+    await ask(chatting, "Capital of France?")
+    await see(chatting, content="<strong>Paris</strong>")
+    await see(chatting, content="its capital is Paris")  # the reasoning panel
+    await settled()
+    await see(chatting, "Thought for 1 s")
+    await see(chatting, "first token")
+    await see(chatting, "7 tokens", )
+    await see(chatting, marker="regenerate")
+    await see(chatting, "Capital of France?")  # the conversation, titled after the question, in the list
+    user_message, answer = stored_messages()
+    assert (user_message.content, answer.content, answer.status) == (
+        "Capital of France?", "The capital is **Paris**.", "done")
+    assert answer.reasoning == "France... its capital is Paris."
+
+
+async def test_stop_keeps_what_came(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(reply(chunks=[f"word{i} " for i in range(200)], delay=0.05))
+    await chatting.open("/chat")
+    await ask(chatting, "Count slowly")
+    await see(chatting, content="word3")
+    chatting.find(marker="stop").click()
+    await see(chatting, "Stopped: the answer ends here.")
+    await settled()
+    answer = stored_messages()[1]
+    assert answer.status == "cancelled" and answer.content.startswith("word0 word1 word2 word3")
+    assert "word199" not in answer.content
+
+
+async def test_a_provider_error_shows_in_the_bubble_and_retry_answers(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(error_after(3, status=500, message="model crashed", text="half an answ"))
+    await chatting.open("/chat")
+    await ask(chatting, "Explain")
+    await see(chatting, marker="answer-error")
+    await see(chatting, content="half")  # what came before the failure stays
+    await see(chatting, "model crashed", )
+    openai_upstream.script.set(reply("A whole answer."))
+    chatting.find(marker="retry").click()
+    await see(chatting, content="A whole answer.")
+    await chatting.should_not_see(marker="answer-error", retries=50)
+    await settled()
+    assert [(m.role, m.status) for m in stored_messages()] == [("user", "done"), ("assistant", "done")]
+
+
+async def test_regenerate_replaces_the_last_answer(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(reply("First try."))
+    await chatting.open("/chat")
+    await ask(chatting, "Name a colour")
+    await see(chatting, content="First try.")
+    await settled()
+    openai_upstream.script.set(reply("Second try."))
+    chatting.find(marker="regenerate").click()
+    await see(chatting, content="Second try.")
+    await settled()
+    assert [m.content for m in stored_messages()] == ["Name a colour", "Second try."]
+
+
+async def test_edit_and_resend_from_an_earlier_message(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(reply("About cats."))
+    await chatting.open("/chat")
+    await ask(chatting, "Tell me about cast")
+    await see(chatting, content="About cats.")
+    await settled()
+    first = stored_messages()[0]
+    chatting.find(marker=f"edit-{first.id}").click()
+    await see(chatting, marker="edit-box")
+    chatting.find(marker="edit-box").clear().type("Tell me about dogs")
+    openai_upstream.script.set(reply("About dogs."))
+    chatting.find(marker="resend").click()
+    await see(chatting, content="About dogs.")
+    await settled()
+    assert [m.content for m in stored_messages()] == ["Tell me about dogs", "About dogs."]
+    assert openai_upstream.last_request.json["messages"] == [{"role": "user", "content": "Tell me about dogs"}]
+
+
+async def test_an_answer_goes_on_while_the_page_is_away_and_shows_on_return(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(reply(chunks=[f"part{i} " for i in range(30)], delay=0.03))
+    await chatting.open("/chat")
+    await ask(chatting, "Long answer please")
+    await see(chatting, content="part1 ")
+    await chatting.open("/models")  # leave while it is being written
+    await chatting.open("/chat")
+    conversation_id = stored_messages()[0].conversation_id
+    chatting.find(marker=f"conversation-{conversation_id}").click()
+    await see(chatting, content="part29")
+    await settled()
+    assert stored_messages()[1].content.endswith("part29 ") and stored_messages()[1].status == "done"
+
+
+async def test_model_picker_remembers_the_last_model_and_settings_reach_the_model(chatting: User,
+                                                                                  openai_upstream) -> None:
+    openai_upstream.script.set(reply("ok"))
+    await chatting.open("/chat")
+    chatting.find(marker="model-picker").click()
+    chatting.find("fake-r1 · acme").click()
+    chatting.find(marker="chat-settings").click()
+    await see(chatting, marker="system-prompt")
+    chatting.find(marker="system-prompt").type("Answer in French.")
+    chatting.find(marker="temperature").type("0.3")
+    chatting.find(marker="save-settings").click()
+    await ask(chatting, "Hello")
+    await see(chatting, content="<p>ok</p>")
+    await settled()
+    sent = openai_upstream.last_request.json
+    assert sent["model"] == "fake-r1" and sent["temperature"] == 0.3
+    assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
+
+    chatting.find(marker="new-chat").click()
+    await see(chatting, "Start a conversation")
+    picker = next(iter(chatting.find(marker="model-picker").elements))
+    assert picker.value == "acme/fake-r1"  # the last model used
+
+
+async def test_search_rename_export_and_delete(chatting: User, openai_upstream) -> None:
+    openai_upstream.script.set(reply("Bananas are berries."))
+    await chatting.open("/chat")
+    await ask(chatting, "A fruit fact")
+    await see(chatting, content="Bananas are berries.")
+    await settled()
+    chatting.find(marker="new-chat").click()
+    openai_upstream.script.set(reply("Rust is a language."))
+    await ask(chatting, "A programming fact")
+    await see(chatting, content="Rust is a language.")
+    await settled()
+
+    fruit, programming = sorted({m.conversation_id for m in stored_messages()})
+    chatting.find(marker="chat-search").type("berries")  # found by what the answer says
+    await see(chatting, marker=f"conversation-{fruit}")
+    await chatting.should_not_see(marker=f"conversation-{programming}", retries=50)
+    chatting.find(marker="chat-search").clear()
+    await see(chatting, marker=f"conversation-{programming}")
+
+    chatting.find(marker="chat-menu").click()
+    chatting.find(marker="rename").click()
+    await see(chatting, marker="title-input")
+    chatting.find(marker="title-input").clear().type("Rust notes")
+    chatting.find(marker="save-title").click()
+    await gone(chatting, "title-input")
+    await see(chatting, "Rust notes")
+
+    chatting.find(marker="chat-menu").click()
+    chatting.find(marker="export-md").click()
+    exported = (await chatting.download.next(timeout=5)).text
+    assert exported.startswith("# Rust notes") and "Rust is a language." in exported
+
+    chatting.find(marker="chat-menu").click()
+    chatting.find(marker="delete-conversation").click()
+    await see(chatting, "Delete this conversation and all its messages?")
+    chatting.find(marker="confirm-ok").click()
+    await see(chatting, "Conversation deleted")
+    await see(chatting, "Start a conversation")
+    with session_scope() as session:
+        assert [c.title for c in chat.list_conversations(session, user=session.exec(select(UserRow)).one())] == [
+            "A fruit fact"]
+
+
+async def test_someone_elses_conversation_is_not_shown(chatting: User, openai_upstream, create_user) -> None:
+    openai_upstream.script.set(reply("secret answer"))
+    await chatting.open("/chat")
+    await ask(chatting, "my secret")
+    await see(chatting, content="secret answer")
+    await settled()
+    conversation_id = stored_messages()[0].conversation_id
+    other = create_user()
+    await signed_up(other, "bob")
+    await other.open(f"/chat/{conversation_id}")
+    await see(other, "No such conversation")
+    await other.should_not_see(content="secret answer")
+
+
+async def test_without_models_the_page_says_what_to_do(user: User) -> None:
+    await signed_up(user, "alice")
+    await user.open("/chat")
+    await see(user, "No models are available yet.")
+    await see(user, "Add a provider on the Models page, then come back.")

@@ -1,0 +1,265 @@
+"""Chat widgets: model output as sanitized Markdown, a streamed answer with its live reasoning panel and metrics,
+and the date groups of a conversation list. Chat and Compare both show answers with these."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import lru_cache
+from typing import TypeVar
+
+import markdown2
+import nh3
+from nicegui import ui
+from pygments.formatters import HtmlFormatter
+from pygments.token import STANDARD_TYPES
+
+from backend.i18n import N_
+from ui.i18n import _
+
+T = TypeVar("T")
+
+RENDER_INTERVAL = 0.05  # seconds: at most ~20 updates a second per answer, however fast the tokens come
+MARKDOWN_EXTRAS = ["fenced-code-blocks", "tables", "strike", "cuddled-lists", "code-friendly", "break-on-newline"]
+# What the Markdown renderer produces, and nothing else: no images (a model's output must not make the browser
+# fetch a URL of its choosing), no styles, only the classes of code highlighting.
+ALLOWED_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
+ALLOWED_CLASSES = {"div": {"codehilite"}, "span": {c for c in STANDARD_TYPES.values() if c}}
+_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+
+
+@lru_cache(maxsize=1024)
+def render_markdown(text: str) -> str:
+    """Model output → HTML that is safe to show: raw HTML in the text is escaped (shown as written, never run),
+    then the result goes through an allow-list sanitizer. A code block still open while streaming is closed
+    so that it renders as code at once."""
+    if len(_FENCE.findall(text)) % 2:
+        text += "\n```"
+    html = markdown2.markdown(text, extras=MARKDOWN_EXTRAS, safe_mode="escape")
+    return nh3.clean(html, tags=ALLOWED_TAGS, allowed_classes=ALLOWED_CLASSES, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer nofollow", set_tag_attribute_values={"a": {"target": "_blank"}})
+
+
+@lru_cache(maxsize=1)
+def code_highlight_css() -> str:
+    light = HtmlFormatter(nobackground=True).get_style_defs(".lp-markdown .codehilite")
+    dark = HtmlFormatter(nobackground=True, style="github-dark").get_style_defs(".body--dark .lp-markdown .codehilite")
+    return light + dark
+
+
+def use_chat_assets() -> None:
+    """The page-wide pieces the chat widgets need: highlighting colours and the copy buttons of code blocks."""
+    ui.add_css(code_highlight_css())
+    ui.add_head_html(f"<script>window.lpCopyLabel = {json.dumps(_('Copy'))};</script>"
+                     '<script src="/assets/chat.js" defer></script>')
+
+
+def copy_to_clipboard(text: str) -> None:
+    """Copy in the browser (with a fallback for pages served over plain HTTP, where the Clipboard API is missing)."""
+    ui.run_javascript(f"window.lpCopy({json.dumps(text)})")
+    ui.notify(_("Copied"), position="bottom", timeout=1200)
+
+
+class Throttle:
+    """Calls `flush` at most once per `interval`, however often it is poked; the last poke is never lost."""
+
+    def __init__(self, flush: Callable[[], None], interval: float = RENDER_INTERVAL) -> None:
+        self.flush = flush
+        self.interval = interval
+        self._last = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def poke(self) -> None:
+        if self._handle is not None:
+            return  # a flush is due already and will show this change too
+        loop = asyncio.get_running_loop()
+        wait = self._last + self.interval - loop.time()
+        if wait <= 0:
+            self._run()
+        else:
+            self._handle = loop.call_later(wait, self._run)
+
+    def now(self) -> None:
+        """Flush at once (the end of a stream)."""
+        self.cancel()
+        self._run()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _run(self) -> None:
+        self._handle = None
+        self._last = asyncio.get_running_loop().time()
+        self.flush()
+
+
+class MarkdownView(ui.html):
+    """Model output rendered on the server (sanitized there, not by the browser)."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(render_markdown(text), sanitize=False)
+        self.classes("lp-markdown")
+        self.text = text
+
+    def show(self, text: str) -> None:
+        if text != self.text:
+            self.text = text
+            self.set_content(render_markdown(text))
+
+
+def tokens_per_second(output_tokens: int | None, ttft_ms: int | None, total_ms: int | None) -> float | None:
+    if not output_tokens or ttft_ms is None or total_ms is None or total_ms <= ttft_ms:
+        return None
+    return output_tokens / ((total_ms - ttft_ms) / 1000)
+
+
+def metrics_text(*, model: str | None, output_tokens: int | None, ttft_ms: int | None, total_ms: int | None) -> str:
+    """"model · 120 tokens · first token 310 ms · 42.0 tokens/s": what the answer cost, for the curious."""
+    parts = [model] if model else []
+    if output_tokens:
+        parts.append(_("{n} tokens", n=output_tokens))
+    if ttft_ms is not None:
+        parts.append(_("first token {ms} ms", ms=ttft_ms))
+    rate = tokens_per_second(output_tokens, ttft_ms, total_ms)
+    if rate is not None:
+        parts.append(_("{rate} tokens/s", rate=f"{rate:.1f}"))
+    elif total_ms is not None:
+        parts.append(_("{s} s in all", s=f"{total_ms / 1000:.1f}"))
+    return " · ".join(parts)
+
+
+class AnswerView(ui.column):
+    """One answer: its reasoning in a collapsible panel above it, the Markdown text, a status note, and metrics.
+
+    Feed it stream pieces (`add_text`, `add_reasoning`, `reclassify`); it redraws at most every
+    `RENDER_INTERVAL` and `finish` shows the final state."""
+
+    def __init__(self, *, text: str = "", reasoning: str = "", reasoning_ms: int | None = None,
+                 streaming: bool = False) -> None:
+        super().__init__()
+        self.classes("lp-answer w-full gap-1")
+        self.text, self.reasoning = text, reasoning
+        self.streaming = streaming
+        self._reasoning_started: float | None = None
+        self._reasoning_ms = reasoning_ms
+        self._answer_started = bool(text)
+        with self:
+            self.note = ui.label().classes("lp-answer-note text-caption text-secondary")
+            self.note.set_visibility(False)
+            self.thoughts = ui.expansion(icon="psychology", value=streaming and not text).classes(
+                "lp-reasoning w-full").props("dense header-class=lp-reasoning-header")
+            with self.thoughts:
+                self.thoughts_view = MarkdownView(reasoning).classes("lp-reasoning-text")
+            self.thoughts.set_visibility(bool(reasoning))
+            self.body = MarkdownView(text)
+            self.typing = ui.spinner("dots", size="1.6rem", color="primary")
+            self.typing.set_visibility(streaming and not text)
+            self.status = ui.row().classes("lp-answer-status items-center gap-2 w-full")
+            self.metrics = ui.label().classes("lp-metrics text-caption text-secondary")
+            self.actions = ui.row().classes("lp-actions items-center gap-0")
+        self._throttle = Throttle(self._render)
+        self._update_reasoning_label()
+
+    # --- streaming --------------------------------------------------------------------------------------------
+
+    def show_note(self, text: str) -> None:
+        self.note.set_text(text)
+        self.note.set_visibility(True)
+
+    def add_text(self, text: str) -> None:
+        if not self._answer_started:
+            self._answer_started = True
+            self._end_reasoning()
+        self.text += text
+        self._throttle.poke()
+
+    def add_reasoning(self, text: str) -> None:
+        if self._reasoning_started is None and self._reasoning_ms is None:
+            self._reasoning_started = time.monotonic()
+            self.thoughts.set_visibility(True)
+            self.thoughts.set_value(True)
+        self.reasoning += text
+        self._throttle.poke()
+
+    def reclassify(self, text: str, to: str) -> None:
+        """A lone `</think>` said that the "answer" so far was reasoning (or the other way round)."""
+        if to == "reasoning":
+            self.text, self.reasoning = "", text + self.reasoning
+            self._answer_started = False
+            self._reasoning_started = self._reasoning_started or time.monotonic()
+            self.thoughts.set_visibility(True)
+        else:
+            self.reasoning, self.text = "", text + self.text
+            self._reasoning_started, self._reasoning_ms = None, None
+            self.thoughts.set_visibility(False)
+        self._throttle.poke()
+
+    def finish(self, *, status: str, model: str | None = None, output_tokens: int | None = None,
+               ttft_ms: int | None = None, total_ms: int | None = None, reasoning_ms: int | None = None) -> None:
+        """The stored message arrived: show it as it will stay."""
+        self.streaming = False
+        if reasoning_ms is not None:
+            self._reasoning_ms = reasoning_ms
+        elif self._reasoning_started is not None and self._reasoning_ms is None:
+            self._end_reasoning()
+        self._throttle.now()
+        if self.text:
+            self.thoughts.set_value(False)
+        self.metrics.set_text(metrics_text(model=model, output_tokens=output_tokens, ttft_ms=ttft_ms,
+                                           total_ms=total_ms))
+
+    def stop_rendering(self) -> None:
+        self._throttle.cancel()
+
+    # --- drawing ----------------------------------------------------------------------------------------------
+
+    def _end_reasoning(self) -> None:
+        if self._reasoning_started is not None and self._reasoning_ms is None:
+            self._reasoning_ms = round((time.monotonic() - self._reasoning_started) * 1000)
+        self.thoughts.set_value(False)  # the answer begins: the thinking folds away
+
+    def _update_reasoning_label(self) -> None:
+        if self._reasoning_ms is not None:
+            self.thoughts.set_text(_("Thought for {s} s", s=max(1, round(self._reasoning_ms / 1000))))
+        elif self._reasoning_started is not None:
+            self.thoughts.set_text(_("Thinking… {s} s", s=int(time.monotonic() - self._reasoning_started)))
+        else:
+            self.thoughts.set_text(_("Reasoning"))
+
+    def _render(self) -> None:
+        if self.is_deleted:
+            return
+        self.body.show(self.text)
+        self.thoughts_view.show(self.reasoning)
+        self.typing.set_visibility(self.streaming and not self.text)
+        self._update_reasoning_label()
+
+
+DATE_GROUPS = (N_("Today"), N_("Yesterday"), N_("Previous 7 days"), N_("Previous 30 days"))
+
+
+def group_by_date(items: Iterable[tuple[datetime, T]], *, now: datetime) -> list[tuple[str, list[T]]]:
+    """Newest-first items under "Today", "Yesterday", "Previous 7 days", "Previous 30 days", then one group per
+    month ("2026-09"). Labels of the first four are message ids, to be translated by the caller."""
+    today = now.date()
+    groups: dict[str, list[T]] = {}
+    for when, item in items:
+        age = (today - when.date()).days
+        if age <= 0:
+            label = DATE_GROUPS[0]
+        elif age == 1:
+            label = DATE_GROUPS[1]
+        elif age < 7:
+            label = DATE_GROUPS[2]
+        elif age < 30:
+            label = DATE_GROUPS[3]
+        else:
+            label = when.strftime("%Y-%m")
+        groups.setdefault(label, []).append(item)
+    return list(groups.items())
