@@ -32,7 +32,10 @@ def test_an_answer_streams_in_and_model_output_cannot_run_script(portal: Portal,
                 page.goto(portal.url("/chat"))
                 page.get_by_text("Start a conversation").wait_for()
                 box = page.get_by_label("Message")
-                box.fill("Write a greeting function")
+                box.fill("Write a greeting")
+                box.press("Shift+Enter")  # a new line, not sent
+                box.press_sequentially("function")
+                assert box.input_value() == "Write a greeting\nfunction"
                 box.press("Enter")  # Enter sends
                 page.get_by_text("stay text.").wait_for()
                 page.locator(".lp-metrics", has_text="tokens/s").wait_for()
@@ -49,5 +52,17 @@ def test_an_answer_streams_in_and_model_output_cannot_run_script(portal: Portal,
                 page.screenshot(path=str(shots[-1]))
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"the chat page is {overflow} px too wide at {viewport['width']} px"
+            if name == "desktop":  # the reasoning panel while the model thinks, then Stop
+                upstream.script.set(reply("Done.", reasoning_chunks=[f"step {i}. " for i in range(40)], delay=0.1))
+                with signed_in_admin(browser, portal, viewport) as page:
+                    page.goto(portal.url("/chat"))
+                    page.get_by_label("Message").fill("Think hard")
+                    page.get_by_label("Send").click()
+                    page.get_by_text("step 12.").wait_for()
+                    assert page.get_by_text("Thinking…").count() == 1
+                    shots.append(screenshots_dir / "chat-thinking-desktop.png")
+                    page.screenshot(path=str(shots[-1]))
+                    page.get_by_label("Stop").click()
+                    page.get_by_text("Stopped: the answer ends here.").wait_for()
     for shot in shots:
         assert_screenshot(shot)
