@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,9 +36,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 UPSTREAM = """
-import sys, time
+import socket, sys, time, types
 sys.path.insert(0, {root!r})
+import tests.fakes.server
 from tests.fakes import reply, start_openai
+# The fake binds a socket without IPPROTO_TCP, so asyncio leaves Nagle on for its connections: on a reused (keep-alive)
+# connection each answer's first chunk then waits ~40 ms for a delayed ACK. Real servers set TCP_NODELAY.
+tcp = types.ModuleType("socket")
+tcp.__dict__.update(socket.__dict__)
+tcp.socket = lambda family, kind: socket.socket(family, kind, socket.IPPROTO_TCP)
+tests.fakes.server.socket = tcp
 server = start_openai(models=["bench-model"], api_key=None, http="httptools")
 server.script.set(reply(chunks=["tok "] * {tokens}, delay={delay}, usage=(10, {tokens})))
 print(server.port, flush=True)
@@ -108,18 +119,19 @@ async def run(url: str, headers: dict[str, str], model: str, streams: int, round
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--delay", type=float, default=0.01, help="seconds between upstream chunks (0: unpaced)")
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 50])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--name", default="gateway", help="results file name")
-    args = parser.parse_args()
+@dataclass
+class Services:
+    direct_url: str  # the upstream's /v1/chat/completions
+    gateway_url: str  # the portal's
+    headers: dict[str, str]  # the portal's API token
+    portal_pid: int
 
+
+@contextlib.contextmanager
+def services(*, tokens: int, delay: float) -> Iterator[Services]:
+    """The fake upstream and the portal (with a provider for the upstream and an API token), stopped on exit."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM.format(root=str(ROOT), tokens=args.tokens,
-                                                                        delay=args.delay)],
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM.format(root=str(ROOT), tokens=tokens, delay=delay)],
                                 stdout=subprocess.PIPE, text=True)
     upstream_port = int(upstream.stdout.readline())  # type: ignore[union-attr]
     port = free_port()
@@ -140,24 +152,36 @@ def main() -> None:
             "name": "up", "kind": "openai", "base_url": f"http://127.0.0.1:{upstream_port}/v1"}).json()
         httpx2.post(f"{base}/api/v1/providers/{provider['id']}/sync", headers=auth, timeout=30).raise_for_status()
         token = httpx2.post(base + "/api/v1/auth/tokens", headers=auth, json={"name": "bench"}).json()["token"]
+        yield Services(direct_url=f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+                       gateway_url=base + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                       portal_pid=portal.pid)
+    finally:
+        portal.send_signal(signal.SIGINT)  # as Ctrl-C: a profiler wrapper writes its output, uvicorn stops cleanly
+        upstream.terminate()
+        portal.wait(30)
+        upstream.wait(10)
 
-        rows = []
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--delay", type=float, default=0.01, help="seconds between upstream chunks (0: unpaced)")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--name", default="gateway", help="results file name")
+    args = parser.parse_args()
+
+    rows = []
+    with services(tokens=args.tokens, delay=args.delay) as setup:
         for streams in args.streams:
-            direct = asyncio.run(run(f"http://127.0.0.1:{upstream_port}/v1/chat/completions", {}, "bench-model",
-                                     streams, args.rounds))
-            gateway = asyncio.run(run(base + "/v1/chat/completions", {"Authorization": f"Bearer {token}"},
-                                      "up/bench-model", streams, args.rounds))
+            direct = asyncio.run(run(setup.direct_url, {}, "bench-model", streams, args.rounds))
+            gateway = asyncio.run(run(setup.gateway_url, setup.headers, "up/bench-model", streams, args.rounds))
             rows.append({
                 "streams": streams, "direct": direct, "gateway": gateway,
                 "added_ttft_p50_ms": round(gateway["ttft_p50_ms"] - direct["ttft_p50_ms"], 2),
                 "throughput_ratio": round(gateway["tokens_per_s"] / direct["tokens_per_s"], 3),
             })
             print(json.dumps(rows[-1]), flush=True)
-    finally:
-        portal.terminate()
-        upstream.terminate()
-        portal.wait(10)
-        upstream.wait(10)
 
     result = {
         "what": "gateway vs direct, OpenAI SSE, local fake upstream",
