@@ -256,8 +256,12 @@ class ChatView:
                     "unelevated color=primary").mark("resend")
 
     def _answer_view(self, message: MessagePublic) -> AnswerView:
-        return AnswerView(text=message.content, reasoning=message.reasoning or "", reasoning_ms=message.reasoning_ms,
+        view = AnswerView(text=message.content, reasoning=message.reasoning or "", reasoning_ms=message.reasoning_ms,
                           streaming=message.status == "streaming").mark(f"answer-{message.id}")
+        if message.context_trimmed:
+            view.show_note(_("{n} earlier messages were left out to fit the model's context.",
+                             n=message.context_trimmed))
+        return view
 
     def _finished(self, view: AnswerView, message: MessagePublic, *, last: bool) -> None:
         """An answer as it stays: metrics, what happened to it, and what can be done with it."""
@@ -295,8 +299,6 @@ class ChatView:
 
     def _listen(self, reply: chat.Reply, view: AnswerView) -> None:
         self._set_streaming(True)
-        if reply.trimmed:
-            view.show_note(_("{n} earlier messages were left out to fit the model's context.", n=reply.trimmed))
         self.listener = background_tasks.create(self._follow(reply, view), name=f"chat-{reply.message_id}")
 
     async def _follow(self, reply: chat.Reply, view: AnswerView) -> None:

@@ -34,6 +34,7 @@ class Message(SQLModel, table=True):
     ttft_ms: int | None = None
     total_ms: int | None = None
     reasoning_ms: int | None = None  # from the first reasoning token to the first token of the answer
+    context_trimmed: int | None = None  # older messages left out of the request to fit the model's context
     # done; streaming (being written); error; cancelled (stopped by the user); interrupted (the portal stopped)
     status: str = Field(default="done", max_length=16)
     error: str | None = Field(default=None, max_length=1000)
@@ -50,6 +51,7 @@ class MessagePublic(SQLModel):
     ttft_ms: int | None
     total_ms: int | None
     reasoning_ms: int | None = None
+    context_trimmed: int | None = None
     status: str
     error: str | None
     created_at: datetime

@@ -97,7 +97,7 @@ def message_public(message: Message) -> MessagePublic:
         id=message.id,  # type: ignore[arg-type]
         role=message.role, content=message.content, reasoning=message.reasoning, model=message.model,
         usage=usage, ttft_ms=message.ttft_ms, total_ms=message.total_ms, reasoning_ms=message.reasoning_ms,
-        status=message.status,
+        context_trimmed=message.context_trimmed, status=message.status,
         error=message.error, created_at=message.created_at,
     )
 
@@ -340,8 +340,12 @@ def _prepare(*, user: User, conversation_id: int, content: str | None, model: st
         if content is not None:
             history.append({"role": "user", "content": content})
             session.add(Message(conversation_id=conversation.id, role="user", content=content))  # type: ignore[arg-type]
+        params = dict(conversation.params)
+        sent, trimmed = trim_to_context(history, context_length=resolved.public.context_length,
+                                        max_tokens=params.get("max_tokens") or resolved.public.default_params.get(
+                                            "max_tokens"))
         answer = Message(conversation_id=conversation.id, role="assistant", model=resolved.public.id,  # type: ignore[arg-type]
-                         status="streaming")
+                         status="streaming", context_trimmed=trimmed or None)
         session.add(answer)
         if content is not None and conversation.title == DEFAULT_TITLE and not any(m.role == "assistant" for m in kept):
             conversation.title = " ".join(content.split())[:60] or DEFAULT_TITLE
@@ -349,10 +353,6 @@ def _prepare(*, user: User, conversation_id: int, content: str | None, model: st
         conversation.updated_at = utcnow()
         session.add(conversation)
         session.commit()
-        params = dict(conversation.params)
-        sent, trimmed = trim_to_context(history, context_length=resolved.public.context_length,
-                                        max_tokens=params.get("max_tokens") or resolved.public.default_params.get(
-                                            "max_tokens"))
         return _Prepared(resolved=resolved, history=sent, message_id=answer.id,  # type: ignore[arg-type]
                          params=params, trimmed=trimmed)
 

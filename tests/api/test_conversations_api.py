@@ -220,6 +220,8 @@ def test_a_long_history_is_trimmed_to_the_context_and_says_so(client, alice, ope
     assert sent[0] == {"role": "system", "content": "Be brief."}
     assert sent[-1]["content"] == "charlie" * 20
     assert all("alpha" not in m["content"] for m in sent)
+    stored = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"]
+    assert stored[-1]["context_trimmed"] == events[0]["trimmed"]  # the note outlives the stream
     first = send(client, alice, new_conversation(client, alice)["id"], "short")
     assert first[0]["trimmed"] == 0
 

@@ -52,6 +52,14 @@ def test_an_answer_streams_in_and_model_output_cannot_run_script(portal: Portal,
                 page.screenshot(path=str(shots[-1]))
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"the chat page is {overflow} px too wide at {viewport['width']} px"
+                if name == "phone":  # the conversation list slides in over the chat
+                    page.get_by_role("button", name="Conversations", exact=True).click()
+                    page.get_by_role("button", name="New chat").wait_for()
+                    settle(page)
+                    shots.append(screenshots_dir / "chat-list-phone.png")
+                    page.screenshot(path=str(shots[-1]))
+                    page.locator(".lp-chat-item").first.click()
+                    page.locator(".lp-chat-list:not(.lp-open)").wait_for(state="attached")
             if name == "desktop":  # the reasoning panel while the model thinks, then Stop
                 upstream.script.set(reply("Done.", reasoning_chunks=[f"step {i}. " for i in range(40)], delay=0.1))
                 with signed_in_admin(browser, portal, viewport) as page:

@@ -11,7 +11,7 @@ from sqlmodel import select
 from backend.db import session_scope
 from backend.models import Message
 from backend.models import User as UserRow
-from backend.models.provider import ProviderCreate
+from backend.models.provider import ModelUpdate, ProviderCreate
 from backend.services import chat, inference, providers
 from tests.fakes import error_after, reply
 from tests.pages.conftest import gone, see, signed_up
@@ -229,3 +229,17 @@ async def test_without_models_the_page_says_what_to_do(user: User) -> None:
     await user.open("/chat")
     await see(user, "No models are available yet.")
     await see(user, "Add a provider on the Models page, then come back.")
+
+
+async def test_a_trimmed_context_is_noted_under_the_answer(chatting: User, openai_upstream) -> None:
+    with session_scope() as session:
+        admin = session.exec(select(UserRow)).one()
+        providers.update_model(session, actor=admin, model_ref="acme/fake-chat",
+                               data=ModelUpdate(context_length=1100, default_params={"max_tokens": 1000}))
+    openai_upstream.script.set(reply("ok"))
+    await chatting.open("/chat")
+    for word in ("alpha", "bravo"):
+        await ask(chatting, word * 60)
+        await see(chatting, content=word * 60)
+        await settled()
+    await see(chatting, "2 earlier messages were left out to fit the model's context.")

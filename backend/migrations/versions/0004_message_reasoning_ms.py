@@ -1,4 +1,4 @@
-"""how long a model reasoned before answering
+"""how long a model reasoned before answering, and how many older messages were left out of its request
 
 Revision ID: 0004
 Revises: 0003
@@ -19,8 +19,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('message') as batch:
         batch.add_column(sa.Column('reasoning_ms', sa.Integer(), nullable=True))
+        batch.add_column(sa.Column('context_trimmed', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('message') as batch:
+        batch.drop_column('context_trimmed')
         batch.drop_column('reasoning_ms')
