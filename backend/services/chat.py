@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete
 from sqlmodel import Session, col, or_, select
@@ -32,8 +30,8 @@ from backend.models.chat import (
     MessagePublic,
 )
 from backend.models.user import Role, User
-from backend.providers.base import ProviderError, ReasoningDelta, Reclassify, TextDelta
 from backend.services import inference, providers
+from backend.services.answers import LiveAnswer
 
 log = logging.getLogger(__name__)
 
@@ -193,73 +191,13 @@ def mark_interrupted(session: Session) -> int:
 # --- answers ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ReplyEvent:
-    kind: Literal["text", "reasoning", "reclassify", "done", "error"]
-    text: str = ""
-    to: str | None = None  # for "reclassify": "reasoning" or "answer"
-    message: MessagePublic | None = None  # for "done" and "error": the stored message
-
-
-@dataclass
-class Reply:
-    """One answer being written: its text so far, and whoever is listening."""
+@dataclass(kw_only=True)
+class Reply(LiveAnswer):
+    """One answer being written into a conversation."""
 
     conversation_id: int
     message_id: int
-    model: str
     trimmed: int = 0  # older messages left out of the request to fit the context: the page says so
-    answer: str = ""
-    reasoning: str = ""
-    status: str = "streaming"
-    started: float = field(default_factory=time.monotonic)
-    reasoning_started: float | None = None
-    reasoning_ended: float | None = None  # the answer began: "thought for N s"
-    task: asyncio.Task[None] | None = None
-    _log: list[ReplyEvent] = field(default_factory=list)
-    _listeners: list[asyncio.Queue[ReplyEvent]] = field(default_factory=list)
-
-    def publish(self, event: ReplyEvent) -> None:
-        self._timed(event.kind, event.to)
-        self._log.append(event)
-        for queue in self._listeners:
-            queue.put_nowait(event)
-
-    async def events(self) -> AsyncIterator[ReplyEvent]:
-        """Every event of this answer, from its first (a listener may arrive late), to `done` or `error`."""
-        queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
-        for event in self._log:
-            queue.put_nowait(event)
-        self._listeners.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.kind in ("done", "error"):
-                    return
-        finally:
-            self._listeners.remove(queue)
-
-    def reasoning_ms(self) -> int | None:
-        """How long the model has reasoned (so far, while it still does)."""
-        if self.reasoning_started is None:
-            return None
-        return round(((self.reasoning_ended or time.monotonic()) - self.reasoning_started) * 1000)
-
-    def _timed(self, kind: str, to: str | None = None) -> None:
-        now = time.monotonic()
-        if kind == "reasoning" and self.reasoning_started is None:
-            self.reasoning_started = now
-        elif kind == "text" and self.reasoning_started is not None and self.reasoning_ended is None:
-            self.reasoning_ended = now
-        elif kind == "reclassify" and to == "reasoning":  # what looked like the answer was reasoning
-            self.reasoning_started, self.reasoning_ended = self.reasoning_started or self.started, None
-        elif kind == "reclassify":
-            self.reasoning_started = self.reasoning_ended = None
-
-    def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
 
 
 _replies: dict[int, Reply] = {}  # message id → the answer being written
@@ -383,20 +321,21 @@ def _start(prepared: _Prepared, *, conversation_id: int, user_id: int | None) ->
     return reply
 
 
-def _save(reply: Reply, *, metrics: inference.CallMetrics | None = None, error: str | None = None) -> MessagePublic:
+def _save(reply: Reply, *, final: bool = False) -> MessagePublic:
     with session_scope() as session:
         message = session.get(Message, reply.message_id)
         if message is None:  # the conversation was deleted meanwhile
             return MessagePublic(id=reply.message_id, role="assistant", content=reply.answer,
                                  reasoning=reply.reasoning or None, model=reply.model, usage=None, ttft_ms=None,
-                                 total_ms=None, reasoning_ms=reply.reasoning_ms(), status=reply.status, error=error,
-                                 created_at=utcnow())
+                                 total_ms=None, reasoning_ms=reply.reasoning_ms(), status=reply.status,
+                                 error=reply.error, created_at=utcnow())
         message.content = reply.answer
         message.reasoning = reply.reasoning or None
         message.status = reply.status
         message.reasoning_ms = reply.reasoning_ms()
-        message.error = error[:1000] if error else None
-        if metrics is not None:
+        message.error = reply.error[:1000] if reply.error else None
+        if final:
+            metrics = reply.metrics
             message.ttft_ms, message.total_ms = metrics.ttft_ms, metrics.total_ms
             if metrics.output_tokens or metrics.input_tokens:
                 message.input_tokens, message.output_tokens = metrics.input_tokens, metrics.output_tokens
@@ -409,48 +348,18 @@ async def _write(reply: Reply, prepared: _Prepared, *, user_id: int | None) -> N
     params = prepared.params
     request = inference.build_request(prepared.resolved, prepared.history, temperature=params.get("temperature"),
                                       top_p=params.get("top_p"), max_tokens=params.get("max_tokens"))
-    metrics = inference.CallMetrics()
-    error: str | None = None
-    last_save = time.monotonic()
+    stream = inference.stream_completion(prepared.resolved, request, user_id=user_id, source="chat",
+                                         metrics=reply.metrics)
+    await reply.consume(stream, checkpoint=lambda: run_in_threadpool(_save, reply), every=SAVE_INTERVAL)
+    stored = None
     try:
-        async for event in inference.stream_completion(prepared.resolved, request, user_id=user_id, source="chat",
-                                                       metrics=metrics):
-            if isinstance(event, TextDelta):
-                reply.answer += event.text
-                reply.publish(ReplyEvent("text", event.text))
-            elif isinstance(event, ReasoningDelta):
-                reply.reasoning += event.text
-                reply.publish(ReplyEvent("reasoning", event.text))
-            elif isinstance(event, Reclassify):
-                if event.to == "reasoning":  # a lone </think>: the answer so far was reasoning
-                    reply.answer, reply.reasoning = "", event.text + reply.reasoning
-                else:
-                    reply.reasoning, reply.answer = "", event.text + reply.answer
-                reply.publish(ReplyEvent("reclassify", event.text, to=event.to))
-            if time.monotonic() - last_save > SAVE_INTERVAL:
-                last_save = time.monotonic()
-                await run_in_threadpool(_save, reply)
-        reply.status = "done"
-    except ProviderError as failure:
-        reply.status, error = "error", failure.translated()
-    except asyncio.CancelledError:
-        reply.status = "cancelled"
-    except Exception as failure:  # keep what arrived whatever happened; the log has the rest
-        log.exception("answer %s failed", reply.message_id)
-        reply.status, error = "error", str(failure)
-    finally:
-        if reply.reasoning_started is not None and reply.reasoning_ended is None:
-            reply.reasoning_ended = time.monotonic()
-        stored = None
-        try:
-            stored = await asyncio.shield(run_in_threadpool(_save, reply, metrics=metrics, error=error))
-        except (Exception, asyncio.CancelledError):
-            log.exception("could not save answer %s", reply.message_id)
-        # Running until saved: whoever opens the conversation meanwhile follows this reply to its end rather than
-        # reading a row that still says "streaming".
-        _replies.pop(reply.message_id, None)
-        # Always the last event, saved or not: listeners must never wait for an end that does not come.
-        reply.publish(ReplyEvent("error" if reply.status == "error" else "done", error or "", message=stored))
+        stored = await asyncio.shield(run_in_threadpool(_save, reply, final=True))
+    except (Exception, asyncio.CancelledError):
+        log.exception("could not save answer %s", reply.message_id)
+    # Running until saved: whoever opens the conversation meanwhile follows this reply to its end rather than
+    # reading a row that still says "streaming".
+    _replies.pop(reply.message_id, None)
+    reply.finish(stored)
 
 
 async def cancel_reply(*, user: User, conversation_id: int) -> bool:
