@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -69,7 +69,9 @@ async def chat_completions(request: Request, user: CurrentUser) -> Any:
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         raise Invalid("'model' is required: one of the ids that GET /v1/models lists")
     messages = _messages(body)
-    resolved = await run_in_threadpool(_resolve, body["model"])
+    resolved = providers.resolved_from_cache(body["model"])  # no thread hop while it is cached
+    if resolved is None:
+        resolved = await run_in_threadpool(_resolve, body["model"])
     chat_request = inference.build_request(
         resolved, messages,
         temperature=_number(body, "temperature", float),
@@ -99,55 +101,59 @@ def _resolve(model: str) -> providers.ResolvedModel:
         return providers.resolve_model(session, model_ref=model)
 
 
-def _chunk(completion_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
-    payload = {
-        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+class _Chunks:
+    """The SSE events of one answer: everything but the delta is the same in each, so it is encoded once."""
+
+    def __init__(self, completion_id: str, model: str, created: int) -> None:
+        self.head = b'data: {"id":' + orjson.dumps(completion_id) + b',"object":"chat.completion.chunk","created":' \
+            + str(created).encode() + b',"model":' + orjson.dumps(model) + b',"choices":[{"index":0,"delta":'
+        self.identity = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+    def delta(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        tail = b',"finish_reason":null}]}\n\n' if finish is None else \
+            b',"finish_reason":' + orjson.dumps(finish) + b"}]}\n\n"
+        return self.head + orjson.dumps(delta) + tail
+
+    def content(self, text: str) -> bytes:
+        return self.head + b'{"content":' + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
 
 
 async def _sse(
     events: AsyncIterator[StreamEvent], first: StreamEvent | None, *, completion_id: str, model: str,
     include_usage: bool,
-) -> AsyncIterator[str]:
-    created = int(time.time())
+) -> AsyncIterator[bytes]:
+    chunks = _Chunks(completion_id, model, int(time.time()))
     usage: Usage | None = None
-    yield _chunk(completion_id, model, created, {"role": "assistant", "content": ""})
-
-    async def all_events() -> AsyncIterator[StreamEvent]:
-        if first is not None:
-            yield first
-        async for event in events:
-            yield event
-
+    yield chunks.delta({"role": "assistant", "content": ""})
+    event = first
     try:
-        async for event in all_events():
+        while event is not None:
             if isinstance(event, TextDelta):
-                yield _chunk(completion_id, model, created, {"content": event.text})
+                yield chunks.content(event.text)
             elif isinstance(event, ReasoningDelta):
-                yield _chunk(completion_id, model, created, {"reasoning_content": event.text})
+                yield chunks.delta({"reasoning_content": event.text})
             elif isinstance(event, Reclassify) and event.to == "answer":
                 # Streamed as reasoning, but it was the answer: an OpenAI client cannot take text back,
                 # so it gets the answer now (and has seen it once as reasoning).
-                yield _chunk(completion_id, model, created, {"content": event.text})
+                yield chunks.content(event.text)
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Finish):
-                yield _chunk(completion_id, model, created, {}, finish=event.reason)
+                yield chunks.delta({}, finish=event.reason)
+            event = await anext(events, None)
     except ProviderError as error:
         # Mid-stream: the status line is sent already; an `error` event is what OpenAI clients understand.
-        yield f"data: {json.dumps({'error': _error_body(error)}, ensure_ascii=False)}\n\n"
+        yield b"data: " + orjson.dumps({"error": _error_body(error)}) + b"\n\n"
         return
     if include_usage:
         tokens = usage or Usage(0, 0)
         payload = {
-            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": {"prompt_tokens": tokens.input_tokens, "completion_tokens": tokens.output_tokens,
-                                     "total_tokens": tokens.input_tokens + tokens.output_tokens},
+            **chunks.identity, "choices": [],
+            "usage": {"prompt_tokens": tokens.input_tokens, "completion_tokens": tokens.output_tokens,
+                      "total_tokens": tokens.input_tokens + tokens.output_tokens},
         }
-        yield f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
-    yield "data: [DONE]\n\n"
+        yield b"data: " + orjson.dumps(payload) + b"\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 async def _complete(events: AsyncIterator[StreamEvent], *, completion_id: str, model: str,

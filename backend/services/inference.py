@@ -111,7 +111,7 @@ async def stream_completion(
     client = client_for(resolved.kind, resolved.config)
     try:
         async for event in client.stream_chat(request):
-            if isinstance(event, TextDelta | ReasoningDelta | Reclassify) and metrics.first_token_at is None:
+            if metrics.first_token_at is None and isinstance(event, _TOKENS):
                 metrics.first_token_at = time.perf_counter()
             elif isinstance(event, Usage):
                 metrics.input_tokens, metrics.output_tokens = event.input_tokens, event.output_tokens
@@ -131,6 +131,7 @@ async def stream_completion(
                       error=error_text)
 
 
+_TOKENS = (TextDelta, ReasoningDelta, Reclassify)
 _pending: set[asyncio.Future[None]] = set()
 
 

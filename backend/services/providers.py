@@ -377,11 +377,18 @@ def forget_resolved() -> None:
     _resolved.clear()
 
 
-def resolve_model(session: Session, *, model_ref: str) -> ResolvedModel:
-    """What a chat call needs to reach `model_ref`, if people may use it."""
+def resolved_from_cache(model_ref: str) -> ResolvedModel | None:
+    """`resolve_model`'s answer while it is cached (no database: callers on the event loop can skip a thread)."""
     cached = _resolved.get(model_ref)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
+    return None
+
+
+def resolve_model(session: Session, *, model_ref: str) -> ResolvedModel:
+    """What a chat call needs to reach `model_ref`, if people may use it."""
+    if (cached := resolved_from_cache(model_ref)) is not None:
+        return cached
     provider, model = _find_model(session, model_ref)
     if not (provider.enabled and model.enabled and model.available):
         raise NotFound("No model {model}; see the list of models", model=model_ref)
