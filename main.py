@@ -12,7 +12,7 @@ import pages
 from backend import api
 from backend.config import get_settings
 from backend.db import init_db, session_scope
-from backend.services import auth, chat
+from backend.services import auth, chat, compare
 from pages import guard
 
 ASSETS_DIR = Path(__file__).parent / "assets"
@@ -25,6 +25,7 @@ def create_app() -> None:
     with session_scope() as session:
         auth.ensure_admin(session, username=settings.admin_username, password=settings.admin_password)
         chat.mark_interrupted(session)  # answers cut off by the last shutdown keep what arrived
+        compare.mark_interrupted(session)
 
     Storage.path = settings.data_dir / "storage"
     Storage.redis_url = settings.redis_url or None  # NiceGUI's shared storage, for several instances

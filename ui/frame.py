@@ -24,7 +24,7 @@ class NavItem:
 NAVIGATION = [
     NavItem("/", "home", N_("Home")),
     NavItem("/chat", "chat", N_("Chat")),
-    NavItem("/compare", "compare_arrows", N_("Compare"), ready=False),
+    NavItem("/compare", "compare_arrows", N_("Compare")),
     NavItem("/models", "hub", N_("Models")),
     NavItem("/datasets", "dataset", N_("Datasets"), ready=False),
     NavItem("/training", "model_training", N_("Training"), ready=False),

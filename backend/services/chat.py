@@ -42,7 +42,7 @@ PARAMS = ("temperature", "top_p", "max_tokens")
 # --- conversations ----------------------------------------------------------------------------------------------
 
 
-def _clean_params(params: dict[str, Any] | None) -> dict[str, Any]:
+def clean_params(params: dict[str, Any] | None) -> dict[str, Any]:
     params = params or {}
     unknown = set(params) - set(PARAMS)
     if unknown:
@@ -57,7 +57,7 @@ def create_conversation(session: Session, *, user: User, data: ConversationCreat
         title=(data.title or DEFAULT_TITLE).strip()[:200] or DEFAULT_TITLE,
         model=data.model,
         system_prompt=data.system_prompt or None,
-        params=_clean_params(data.params),
+        params=clean_params(data.params),
     )
     session.add(conversation)
     session.commit()
@@ -161,7 +161,7 @@ def update_conversation(session: Session, *, user: User, conversation_id: int,
     if "system_prompt" in changes:
         conversation.system_prompt = changes["system_prompt"] or None
     if "params" in changes:
-        conversation.params = _clean_params(changes["params"])
+        conversation.params = clean_params(changes["params"])
     conversation.updated_at = utcnow()
     session.add(conversation)
     session.commit()

@@ -1,0 +1,159 @@
+"""`/api/v1/compare`: models called concurrently, failures kept to their column, blind votes, batches, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import bearer, login, register
+from tests.fakes import error, reply
+
+MODELS = ["acme/fake-chat", "acme/fake-r1", "acme/slow-model"]
+
+
+@pytest.fixture
+def alice(client: TestClient, openai_upstream) -> dict[str, str]:
+    register(client, "alice")
+    token = login(client, "alice")["access_token"]
+    provider = client.post("/api/v1/providers", headers=bearer(token), json={
+        "name": "acme", "kind": "openai", "base_url": openai_upstream.base_url, "api_key": "test-key",
+        "max_retries": 0}).json()
+    client.post(f"/api/v1/providers/{provider['id']}/sync", headers=bearer(token))
+    return bearer(token)
+
+
+@pytest.fixture
+def bob(client: TestClient, alice) -> dict[str, str]:
+    register(client, "bob")
+    return bearer(login(client, "bob")["access_token"])
+
+
+def test_models_are_called_concurrently(client, alice, openai_upstream) -> None:
+    for model in ("fake-chat", "fake-r1", "slow-model"):
+        openai_upstream.script.set(reply(f"answer of {model}", first_token_delay=1.0), model=model)
+    started = time.monotonic()
+    response = client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["model"] for r in results] == MODELS
+    assert [r["text"] for r in results] == ["answer of fake-chat", "answer of fake-r1", "answer of slow-model"]
+    assert all(r["ttft_ms"] >= 1000 and r["error"] is None for r in results)
+    assert elapsed < 2.5, f"{elapsed:.1f} s: the three 1 s calls were not made at once (in turn: over 3 s)"
+
+
+def test_a_failing_model_fails_alone(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("fine", reasoning="hm", usage=(5, 4), delay=0.01), model="fake-chat")
+    openai_upstream.script.set(error(500, "exploded"), model="fake-r1")
+    body = client.post("/api/v1/compare", headers=alice, json={
+        "prompt": "Hi", "models": MODELS[:2], "system": "Be kind.", "params": {"temperature": 0.2}}).json()
+    good, bad = body["results"]
+    assert (good["text"], good["reasoning"], good["status"], good["output_tokens"]) == ("fine", "hm", "done", 4)
+    assert good["tokens_per_s"] is not None and good["total_ms"] >= good["ttft_ms"]
+    assert bad["status"] == "error" and "HTTP 500" in bad["error"] and bad["text"] == ""
+    sent = [r.json for r in openai_upstream.chat_requests]
+    assert all(s["messages"][0] == {"role": "system", "content": "Be kind."} for s in sent)
+    assert all(s["temperature"] == 0.2 for s in sent)
+    assert client.get(f"/api/v1/compare/{body['id']}", headers=alice).json()["results"] == body["results"]
+
+
+@pytest.mark.parametrize(("body", "status", "detail"), [
+    ({"prompt": "Hi", "models": ["acme/fake-chat"]}, 400, "Choose 2 to 4 different models"),
+    ({"prompt": "Hi", "models": ["acme/fake-chat", "acme/fake-chat"]}, 400, "Choose 2 to 4"),
+    ({"prompt": "Hi", "models": [*MODELS, "a/b", "c/d"]}, 400, "Choose 2 to 4"),
+    ({"prompt": "  ", "models": MODELS}, 400, "A prompt cannot be empty"),
+    ({"prompt": "Hi", "models": MODELS, "blind": True}, 400, "exactly two models"),
+    ({"prompt": "Hi", "models": ["acme/fake-chat", "acme/nope"]}, 404, "nope"),
+    ({"prompt": "Hi", "models": MODELS[:2], "params": {"temp": 1}}, 400, "Unknown parameters"),
+])
+def test_bad_requests_are_refused(client, alice, body, status, detail) -> None:
+    response = client.post("/api/v1/compare", headers=alice, json=body)
+    assert response.status_code == status and detail in response.json()["detail"], response.text
+
+
+def test_blind_vote_reveals_the_models_and_counts_on_the_leaderboard(client, alice, bob, openai_upstream) -> None:
+    openai_upstream.script.set(reply("left or right"))
+    run = client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2],
+                                                               "blind": True}).json()
+    assert [r["model"] for r in run["results"]] == ["Model A", "Model B"] and run["models"] == ["Model A", "Model B"]
+    listed = client.get("/api/v1/compare", headers=alice).json()["data"]
+    assert listed[0]["models"] == ["Model A", "Model B"]  # not even the history tells before the vote
+    assert client.post(f"/api/v1/compare/{run['id']}/vote", headers=bob, json={"outcome": "a"}).status_code == 404
+
+    voted = client.post(f"/api/v1/compare/{run['id']}/vote", headers=alice, json={"outcome": "a"})
+    assert voted.status_code == 200
+    revealed = [r["model"] for r in voted.json()["results"]]
+    assert sorted(revealed) == sorted(MODELS[:2]) and voted.json()["vote"] == "a"
+    again = client.post(f"/api/v1/compare/{run['id']}/vote", headers=alice, json={"outcome": "b"})
+    assert again.status_code == 409
+
+    board = client.get("/api/v1/compare/leaderboard", headers=bob).json()["data"]  # everyone's votes, for everyone
+    assert [(r["model"], r["wins"], r["losses"], r["votes"]) for r in board] == [
+        (revealed[0], 1, 0, 1), (revealed[1], 0, 1, 1)]
+    assert board[0]["ci_low"] <= board[0]["rating"] <= board[0]["ci_high"]
+
+    plain = client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2]}).json()
+    response = client.post(f"/api/v1/compare/{plain['id']}/vote", headers=alice, json={"outcome": "tie"})
+    assert response.status_code == 400
+    response = client.post(f"/api/v1/compare/{run['id']}/vote", headers=alice, json={"outcome": "maybe"})
+    assert response.status_code == 422
+
+
+def test_comparisons_are_private_and_export(client, alice, bob, openai_upstream) -> None:
+    openai_upstream.script.set(reply("Hello, \"world\"\nsecond line"))
+    run = client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2]}).json()
+    for path in (f"/api/v1/compare/{run['id']}", f"/api/v1/compare/{run['id']}/export"):
+        assert client.get(path, headers=bob).status_code == 404
+    assert client.get("/api/v1/compare", headers=bob).json()["data"] == []
+
+    exported = client.get(f"/api/v1/compare/{run['id']}/export?format=csv", headers=alice)
+    assert exported.headers["content-disposition"] == f'attachment; filename="comparison-{run["id"]}.csv"'
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [(r["prompt"], r["model"], r["text"]) for r in rows] == [
+        ("Hi", MODELS[0], "Hello, \"world\"\nsecond line"), ("Hi", MODELS[1], "Hello, \"world\"\nsecond line")]
+    as_json = json.loads(client.get(f"/api/v1/compare/{run['id']}/export?format=json", headers=alice).text)
+    assert [r["model"] for r in as_json] == MODELS[:2] and "ttft_ms" in as_json[0]
+    assert client.get("/api/v1/compare", headers=None).status_code == 401
+
+
+def _wait_for_batch(client: TestClient, headers: dict[str, str], batch_id: int) -> dict:
+    for _ in range(200):
+        batch = client.get(f"/api/v1/compare/batches/{batch_id}", headers=headers).json()
+        if batch["status"] != "running":
+            return batch
+        time.sleep(0.05)
+    raise AssertionError("the batch did not finish")
+
+
+def test_a_batch_runs_every_prompt_against_every_model(client, alice, bob, openai_upstream) -> None:
+    openai_upstream.script.set(reply("quick", usage=(3, 10), delay=0.01), model="fake-chat")
+    openai_upstream.script.set(error(500, "down"), model="fake-r1")
+    text = '{"prompt": "one"}\n\n{"prompt": "two"}\n"three"\n'
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:2], "text": text, "filename": "prompts.jsonl", "concurrency": 2})
+    assert response.status_code == 201, response.text
+    batch = _wait_for_batch(client, alice, response.json()["id"])
+    assert (batch["status"], batch["total"], batch["done"]) == ("done", 3, 3)
+    chat_avg, r1_avg = batch["averages"]
+    assert (chat_avg["model"], chat_avg["answers"], chat_avg["errors"], chat_avg["output_tokens"]) == (
+        "acme/fake-chat", 3, 0, 10)
+    assert (r1_avg["answers"], r1_avg["errors"], r1_avg["ttft_ms"]) == (0, 3, None)
+    rows = list(csv.DictReader(io.StringIO(
+        client.get(f"/api/v1/compare/batches/{batch['id']}/export", headers=alice).text)))
+    assert sorted((r["prompt"], r["model"], r["status"]) for r in rows) == sorted(
+        (p, m, s) for p in ("one", "two", "three") for m, s in (("acme/fake-chat", "done"), ("acme/fake-r1", "error")))
+    assert client.get(f"/api/v1/compare/batches/{batch['id']}", headers=bob).status_code == 404
+    assert client.get("/api/v1/compare", headers=alice).json()["data"] == []  # batch prompts stay in their batch
+
+
+def test_a_batch_with_a_bad_line_names_it(client, alice) -> None:
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:2], "text": '{"prompt": "ok"}\n{"prompt": \n', "filename": "p.jsonl"})
+    assert response.status_code == 400 and response.json()["detail"].startswith("Line 2:")
+    response = client.post("/api/v1/compare/batches", headers=alice, json={"models": MODELS[:2], "prompts": []})
+    assert response.status_code == 400
