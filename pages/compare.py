@@ -33,6 +33,7 @@ BATCH_ENDINGS = {
     "interrupted": N_("The portal restarted while the batch ran; the answers so far are below."),
     "failed": N_("The batch failed; the answers so far are below."),
 }
+FEW_VOTES = 20  # below this, a bootstrap interval is too narrow to trust
 PROGRESS_INTERVAL = 0.5  # seconds between redraws of a running batch's progress
 CLOCK_INTERVAL = 0.25  # seconds between redraws of a column's running clock
 
@@ -221,7 +222,7 @@ class RunView:
         answer.finish(status=result.status, reasoning_ms=result.reasoning_ms)
         view.show_metrics(metrics_line(ttft_ms=result.ttft_ms, total_ms=result.total_ms,
                                        output_tokens=result.output_tokens, estimated=False,
-                                       tokens_per_s=result.tokens_per_s))
+                                       tokens_per_s=result.tokens_per_s, finished=True))
         answer.status.clear()
         with answer.status:
             if result.status == "error":
@@ -385,6 +386,9 @@ class LeaderboardView:
                     for i, r in enumerate(board)]
             ui.table(columns=columns, rows=rows, row_key="model").classes("w-full").props("flat bordered dense").mark(
                 "leaderboard")
+            if min(r.votes for r in board) < FEW_VOTES:
+                ui.label(_("With fewer than {n} votes a model's interval means little: keep voting.", n=FEW_VOTES)
+                         ).classes("text-caption text-secondary")
 
 
 class BatchView:
@@ -407,8 +411,9 @@ class BatchView:
             self.prompts = ui.textarea(_("Prompts, one per line")).props("outlined autogrow").classes(
                 "w-full lp-batch-prompts").mark("batch-prompts")
             ui.upload(label=_("Or upload a file"), auto_upload=True, on_upload=self._uploaded,
-                      max_file_size=10_000_000).props('accept=".txt,.csv,.jsonl,.json" flat bordered').classes(
-                "w-full").mark("batch-file")
+                      max_file_size=10_000_000).props(
+                'accept=".txt,.csv,.jsonl,.json" flat bordered color=white text-color=primary').classes(
+                "w-full lp-upload").mark("batch-file")
             self.system, self.temperature, self.max_tokens = _params_inputs()
             with ui.row().classes("w-full items-center gap-3"):
                 self.concurrency = ui.number(_("Calls at once"), value=4, min=1, max=16, step=1, precision=0).props(
@@ -419,7 +424,8 @@ class BatchView:
                     "flat color=negative").mark("cancel-batch")
                 self.cancel_button.set_visibility(False)
         self.progress_label = ui.label().classes("text-body2")
-        self.progress = ui.linear_progress(value=0, show_value=False).props("rounded size=10px").mark("batch-progress")
+        self.progress = ui.linear_progress(value=0, show_value=False).props("rounded size=10px instant-feedback").mark(
+            "batch-progress")
         self.progress.set_visibility(False)
         self.results = ui.column().classes("w-full gap-2")
 

@@ -15,9 +15,12 @@ VOTES = (("a", "arrow_back", N_("A is better")), ("tie", "drag_handle", N_("Tie"
 
 
 def metrics_line(*, ttft_ms: int | None, total_ms: int | None, output_tokens: int | None, estimated: bool,
-                 tokens_per_s: float | None) -> str:
+                 tokens_per_s: float | None, finished: bool = False) -> str:
     """"first token 310 ms · 4.2 s · ~120 tokens · 42.0 tokens/s" (~: counted from the stream, until usage comes)."""
-    parts = [_("first token {ms} ms", ms=ttft_ms) if ttft_ms is not None else _("waiting for the first token")]
+    if ttft_ms is not None:
+        parts = [_("first token {ms} ms", ms=ttft_ms)]
+    else:
+        parts = [_("no answer") if finished else _("waiting for the first token")]
     if total_ms is not None:
         parts.append(_("{s} s", s=f"{total_ms / 1000:.1f}"))
     if output_tokens:

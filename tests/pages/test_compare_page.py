@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 from sqlmodel import select
 
@@ -135,3 +136,15 @@ async def test_a_batch_runs_with_progress_and_averages(comparing: User, openai_u
     comparing.find(marker="batch-export-csv").click()
     exported = (await comparing.download.next(timeout=5)).text
     assert exported.count("\nfirst,") == 2 and exported.count("\nthird,") == 2
+
+
+async def test_a_prompt_file_fills_the_batch_and_bad_lines_are_named(comparing: User) -> None:
+    await comparing.open("/compare")
+    comparing.find(marker="tab-batch").click()
+    upload = next(iter(comparing.find(marker="batch-file").elements))
+    data = b'{"prompt": "alpha"}\n{"prompt": \n{"question": "beta"}\n'
+    await upload.handle_uploads([SmallFileUpload(name="prompts.jsonl", content_type="application/json", _data=data)])
+    await see(comparing, "2 prompts read from prompts.jsonl")
+    assert any("Line 2:" in m for m in comparing.notify.messages), comparing.notify.messages
+    prompts = next(iter(comparing.find(marker="batch-prompts").elements))
+    assert prompts.value == "alpha\nbeta"
