@@ -4,11 +4,12 @@ from backend.models.audit import AuditEvent
 from backend.models.auth import ApiToken, AuthSession, RefreshToken
 from backend.models.chat import Conversation, Message
 from backend.models.compare import CompareBatch, CompareResult, CompareRun, CompareVote
+from backend.models.dataset import Dataset, DatasetVersion, Upload
 from backend.models.provider import Provider, ProviderModel, UsageRecord
 from backend.models.user import Role, User
 
 __all__ = [
     "ApiToken", "AuditEvent", "AuthSession", "CompareBatch", "CompareResult", "CompareRun", "CompareVote",
-    "Conversation", "Message", "Provider", "ProviderModel", "RefreshToken",
-    "Role", "UsageRecord", "User",
+    "Conversation", "Dataset", "DatasetVersion", "Message", "Provider", "ProviderModel", "RefreshToken",
+    "Role", "Upload", "UsageRecord", "User",
 ]
