@@ -11,11 +11,12 @@ import csv
 import io
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal
 
-from backend.i18n import N_, gettext
+from backend.i18n import N_
+from backend.services.line_errors import LineError
 
 MAX_PROMPTS = 1000
 
@@ -50,15 +51,7 @@ class PromptLine:
     system: str | None = None  # an optional per-prompt system prompt
 
 
-@dataclass(frozen=True)
-class PromptListError:
-    line: int
-    message_id: str  # English, marked with N_; `text()` translates it
-    params: dict[str, object] = field(default_factory=dict)
-
-    def text(self, language: str | None = None) -> str:
-        """The message in `language`, or in the current request's language (English outside a request)."""
-        return gettext(self.message_id, language=language, **self.params)
+PromptListError = LineError
 
 
 class _TooMany(Exception):

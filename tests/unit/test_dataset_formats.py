@@ -1,0 +1,158 @@
+"""Dataset files: every container and format, each malformed case reported on its line, normalized rows."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from backend.services.dataset_formats import read_dataset
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def rows_of(tmp_path: Path, name: str, content: str | bytes, **kwargs: object):
+    out = io.BytesIO()
+    report = read_dataset(write(tmp_path, name, content), out=out, **kwargs)  # type: ignore[arg-type]
+    rows = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    return report, rows
+
+
+def errors(report) -> list[tuple[int, str]]:
+    return [(e.line, e.text()) for e in report.errors]
+
+
+CHAT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+
+
+def test_openai_messages_jsonl(tmp_path: Path) -> None:
+    content = "\n".join(json.dumps(r) for r in [
+        {"messages": [{"role": "system", "content": "Be kind."}, *CHAT]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Parts"}]},
+                      {"role": "assistant", "content": "ok"}]},
+    ])
+    report, rows = rows_of(tmp_path, "chat.jsonl", content)
+    assert report.format == "openai" and report.container == "jsonl" and not report.errors
+    assert rows[0]["messages"][0] == {"role": "system", "content": "Be kind."}
+    assert rows[1]["messages"][0] == {"role": "user", "content": "Parts"}
+    assert report.stats.rows == 2 and report.stats.turns == 4
+
+
+def test_sharegpt_with_system(tmp_path: Path) -> None:
+    record = {"system": "You are terse.", "conversations": [{"from": "human", "value": "2+2?"},
+                                                             {"from": "gpt", "value": "4"}]}
+    report, rows = rows_of(tmp_path, "data.json", json.dumps([record, record], indent=2))
+    assert (report.format, report.container) == ("sharegpt", "json")
+    assert rows[0]["messages"] == [{"role": "system", "content": "You are terse."},
+                                   {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    assert report.stats.duplicates == 1
+
+
+def test_alpaca_with_input_and_history(tmp_path: Path) -> None:
+    record = {"instruction": "Translate", "input": "chat", "output": "猫", "history": [["hi", "hello"]]}
+    report, rows = rows_of(tmp_path, "alpaca.jsonl", "\ufeff" + json.dumps(record, ensure_ascii=False))  # with a BOM
+    assert report.format == "alpaca" and not report.errors
+    assert rows[0]["messages"] == [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "Translate\n\nchat"}, {"role": "assistant", "content": "猫"}]
+
+
+def test_plain_text_documents_are_separated_by_blank_lines(tmp_path: Path) -> None:
+    report, rows = rows_of(tmp_path, "corpus.txt", "First document\nstill first.\n\n\nSecond one.\n")
+    assert report.format == "text"
+    assert rows == [{"text": "First document\nstill first."}, {"text": "Second one."}]
+
+
+def test_csv_with_guessed_and_explicit_mapping(tmp_path: Path) -> None:
+    content = 'question,answer\n"What is 2+2?","4"\n"Multi\nline?","yes, it is"\n'
+    report, rows = rows_of(tmp_path, "qa.csv", content)
+    assert report.format == "csv" and not report.errors
+    assert rows[1]["messages"] == [{"role": "user", "content": "Multi\nline?"},
+                                   {"role": "assistant", "content": "yes, it is"}]
+    report, rows = rows_of(tmp_path, "qa2.csv", "q;a\nhi;there\n", mapping={"instruction": "q", "output": "a"})
+    assert rows == [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "there"}]}]
+    report, _ = rows_of(tmp_path, "bad.csv", "foo,bar\n1,2\n")
+    assert errors(report)[0][0] == 1 and "No usable columns (found: foo, bar)" in errors(report)[0][1]
+    report, _ = rows_of(tmp_path, "bad2.csv", "q,a\n1,2\n", mapping={"instruction": "nope", "output": "a"})
+    assert "column nope" in errors(report)[0][1]
+
+
+def test_gzip_is_read_whatever_its_name(tmp_path: Path) -> None:
+    data = gzip.compress(json.dumps({"text": "zipped"}).encode())
+    report, rows = rows_of(tmp_path, "data.jsonl.gz", data)
+    assert rows == [{"text": "zipped"}]
+    report, rows = rows_of(tmp_path, "mystery.bin", data)
+    assert rows == [{"text": "zipped"}]
+
+
+def test_bad_lines_are_reported_with_their_numbers(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"messages": CHAT}),                                                          # 1 ok
+        "{not json",                                                                             # 2
+        "",                                                                                      # 3 blank: skipped
+        json.dumps({"messages": [{"role": "user", "content": "only a question"}]}),              # 4 no answer
+        json.dumps({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}),  # 5
+        json.dumps({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "x"}]}),  # 6
+        json.dumps({"messages": [{"role": "robot", "content": "q"}]}),                           # 7 unknown role
+        json.dumps([1, 2]),                                                                      # 8 not an object
+        json.dumps({"messages": "nope"}),                                                        # 9 not a list
+        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                                 {"role": "user", "content": "again"}]}),                        # 10 ends with user
+        json.dumps({"messages": CHAT}),                                                          # 11 ok
+    ]
+    report, rows = rows_of(tmp_path, "mixed.jsonl", "\n".join(lines))
+    assert len(rows) == 2 and report.error_count == 8
+    found = errors(report)
+    assert [line for line, _ in found] == [2, 4, 5, 6, 7, 8, 9, 10]
+    messages = dict(found)
+    assert messages[2].startswith("Invalid JSON")
+    assert "no assistant message" in messages[4]
+    assert "Wrong role order at message 1: assistant after start" in messages[5]
+    assert "Empty content in message 1" in messages[6]
+    assert "Unknown role robot in message 1" in messages[7]
+    assert "Expected a JSON object, found list" in messages[8]
+    assert "must be a list" in messages[9]
+    assert "ends with a user message" in messages[10]
+
+
+def test_alpaca_missing_and_empty_fields(tmp_path: Path) -> None:
+    lines = [json.dumps({"instruction": "x", "output": "y"}), json.dumps({"instruction": "x"}),
+             json.dumps({"instruction": "x", "output": ""}), json.dumps({"instruction": 3, "output": "y"})]
+    report, rows = rows_of(tmp_path, "a.jsonl", "\n".join(lines))
+    assert len(rows) == 1
+    assert errors(report) == [(2, "Missing field output"), (3, "The field output is empty"),
+                              (4, "The field instruction must be text")]
+
+
+def test_a_broken_json_array_stops_at_its_line(tmp_path: Path) -> None:
+    content = '[\n  {"text": "one"},\n  {"text": "two"}\n  {"text": "three"}\n]'
+    report, rows = rows_of(tmp_path, "arr.json", content)
+    assert rows == [{"text": "one"}, {"text": "two"}]
+    assert errors(report)[0][0] == 4 and "broken" in errors(report)[0][1]
+
+
+def test_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    report, rows = rows_of(tmp_path, "latin.txt", "caf\xe9 au lait".encode("latin-1"))
+    assert rows == [] and "not UTF-8" in errors(report)[0][1]
+
+
+def test_unknown_rows_and_format_override(tmp_path: Path) -> None:
+    report, _ = rows_of(tmp_path, "x.jsonl", json.dumps({"foo": 1}))
+    assert "Cannot tell the format" in errors(report)[0][1]
+    report, rows = rows_of(tmp_path, "y.jsonl", json.dumps({"text": "t", "instruction": "i", "output": "o"}),
+                           format="text")
+    assert rows == [{"text": "t"}]
+
+
+@pytest.mark.parametrize("tokens", [0, 15, 16, 100, 9000])
+def test_histogram_bins(tmp_path: Path, tokens: int) -> None:
+    report, _ = rows_of(tmp_path, "h.jsonl", json.dumps({"text": "abcd" * max(tokens, 1)}))
+    assert sum(report.stats.histogram) == 1 and report.stats.max_tokens == max(tokens, 1)
