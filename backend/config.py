@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
 
+    # Dataset uploads: the largest file accepted (resumable, through tus), the largest sent as one multipart
+    # request, and how long an unfinished upload is kept.
+    max_upload_mb: int = Field(default=20 * 1024, ge=1)
+    max_multipart_mb: int = Field(default=64, ge=1)
+    upload_expiry_hours: int = Field(default=24, ge=1)
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

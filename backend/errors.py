@@ -19,6 +19,10 @@ class DomainError(Exception):
     def translated(self, language: str | None = None) -> str:
         return gettext(self.message, language=language, **self.params)
 
+    def extra(self) -> dict[str, object] | None:
+        """More fields for the API's error body (beside `detail`), where a message alone is not enough."""
+        return None
+
 
 class Invalid(DomainError):
     status_code = 400

@@ -31,9 +31,9 @@ def openai_error(message: str, *, status: int, code: str | None = None) -> dict[
 
 
 def error_response(request: Request, message: str, status: int, *, code: str | None = None,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None) -> JSONResponse:
     body = openai_error(message, status=status, code=code) if request.url.path.startswith(GATEWAY_PREFIX) \
-        else {"detail": message}
+        else {"detail": message, **(extra or {})}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -45,7 +45,7 @@ def _domain_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     return error_response(request, error.translated(), error.status_code, code=type(error).__name__.lower(),
-                          headers=headers)
+                          headers=headers, extra=error.extra())
 
 
 def _provider_error(request: Request, error: Exception) -> JSONResponse:

@@ -59,3 +59,81 @@ class DatasetVersion(SQLModel, table=True):
     validation_rows: int = 0
     note: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- API shapes ---------------------------------------------------------------------------------------------------
+
+
+class LineErrorPublic(SQLModel):
+    line: int
+    message: str
+
+
+class VersionPublic(SQLModel):
+    version: int
+    rows: int
+    skipped: int
+    format: str
+    sha256: str
+    size: int
+    source_name: str
+    stats: dict[str, Any]
+    validation_ratio: float
+    validation_rows: int
+    note: str | None
+    created_at: datetime
+
+
+class DatasetPublic(SQLModel):
+    id: int
+    name: str
+    description: str | None
+    format: str
+    shared: bool
+    owner: str
+    version: int  # the latest
+    rows: int  # of the latest version
+    created_at: datetime
+    updated_at: datetime
+    versions: list[VersionPublic] | None = None
+
+
+class DatasetCreated(SQLModel):
+    """What the contract promises for a new dataset or version: the rows kept, the lines left out and why."""
+
+    id: int
+    name: str
+    version: int
+    format: str
+    rows: int
+    skipped: int
+    errors: list[LineErrorPublic]
+    stats: dict[str, Any]
+
+
+class DatasetInspection(SQLModel):
+    format: str
+    rows: int
+    error_count: int
+    errors: list[LineErrorPublic]
+    stats: dict[str, Any]
+    preview: list[dict[str, Any]]
+
+
+class DatasetFromUpload(SQLModel):
+    name: str | None = None  # required to create; not used for a new version
+    upload_id: str
+    format: str | None = None
+    mapping: dict[str, str] | None = None  # CSV: field (instruction, input, output, system, text) → column
+    skip_invalid: bool = False
+    description: str | None = None
+    shared: bool = False
+    validation_ratio: float = Field(default=0.0, ge=0, lt=1)
+    seed: int = 0
+    note: str | None = None
+
+
+class DatasetUpdate(SQLModel):
+    name: str | None = None
+    description: str | None = None
+    shared: bool | None = None

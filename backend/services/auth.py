@@ -272,6 +272,14 @@ def session_user(session: Session, *, session_id: str) -> User:
     return user
 
 
+def page_access_token(session: Session, *, session_id: str) -> str:
+    """A short-lived access token for the signed-in page's own scripts (a resumable upload talks to the API)."""
+    user = session_user(session, session_id=session_id)
+    settings = get_settings()
+    return tokens.create_access_token(secret_key=settings.effective_secret_key, user_id=user.id,  # type: ignore[arg-type]
+                                      session_id=session_id, ttl_seconds=settings.access_token_minutes * 60)
+
+
 def resolve_bearer(session: Session, *, token: str) -> Principal:
     """An access token or a personal API token → who is calling."""
     if token.startswith(tokens.API_TOKEN_PREFIX):

@@ -1,0 +1,212 @@
+"""Datasets through the API: tus uploads (interrupted and resumed), validation with line numbers, versions,
+preview, download, sharing and ownership, limits."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from backend.services import datasets
+from tests.conftest import bearer, login, register
+
+TUS = {"Tus-Resumable": "1.0.0"}
+CHAT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+
+
+def jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def good_rows(n: int) -> bytes:
+    return jsonl([{"instruction": f"Question {i}", "output": f"Answer {i}"} for i in range(n)])
+
+
+@pytest.fixture
+def alice(client: TestClient) -> dict[str, str]:
+    register(client, "alice")
+    return bearer(login(client, "alice")["access_token"])
+
+
+@pytest.fixture
+def bob(client: TestClient, alice) -> dict[str, str]:
+    register(client, "bob")
+    return bearer(login(client, "bob")["access_token"])
+
+
+def create_upload(client: TestClient, headers: dict[str, str], data: bytes, filename: str = "data.jsonl") -> str:
+    meta = "filename " + base64.b64encode(filename.encode()).decode()
+    response = client.post("/api/v1/uploads", headers={**headers, **TUS, "Upload-Length": str(len(data)),
+                                                       "Upload-Metadata": meta})
+    assert response.status_code == 201, response.text
+    assert response.headers["Tus-Resumable"] == "1.0.0" and response.headers["Upload-Offset"] == "0"
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def patch(client: TestClient, headers: dict[str, str], upload_id: str, offset: int, data: bytes):
+    return client.patch(f"/api/v1/uploads/{upload_id}", content=data, headers={
+        **headers, **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+
+
+def upload(client: TestClient, headers: dict[str, str], data: bytes, filename: str = "data.jsonl") -> str:
+    upload_id = create_upload(client, headers, data, filename)
+    assert patch(client, headers, upload_id, 0, data).status_code == 204
+    return upload_id
+
+
+@pytest.fixture
+def live_api(api_app: FastAPI) -> Iterator[str]:
+    """The same API app behind a real HTTP server, for a connection that really drops."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_an_upload_cut_half_way_resumes_from_the_servers_offset(client, alice, live_api) -> None:
+    data = good_rows(20_000)  # about 0.8 MB
+    upload_id = create_upload(client, alice, data)
+    half = len(data) // 2
+    host, port = live_api.split(":")
+    with socket.create_connection((host, int(port))) as sock:  # a PATCH whose connection drops mid-body
+        head = (f"PATCH /api/v1/uploads/{upload_id} HTTP/1.1\r\nHost: {live_api}\r\n"
+                f"Authorization: {alice['Authorization']}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                f"Content-Type: application/offset+octet-stream\r\nContent-Length: {len(data)}\r\n\r\n")
+        sock.sendall(head.encode() + data[:half])
+        time.sleep(0.3)  # the server has written what came
+    for _ in range(50):  # the server notices the disconnect and records the offset
+        have = int(client.head(f"/api/v1/uploads/{upload_id}", headers={**alice, **TUS}).headers["Upload-Offset"])
+        if have == half:
+            break
+        time.sleep(0.05)
+    assert have == half
+    assert patch(client, alice, upload_id, 0, data).status_code == 409  # not from the start: from the offset
+    response = patch(client, alice, upload_id, have, data[have:])
+    assert response.status_code == 204 and response.headers["Upload-Offset"] == str(len(data))
+
+    created = client.post("/api/v1/datasets", headers=alice, json={"name": "resumed", "upload_id": upload_id})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["name"], body["version"], body["format"], body["rows"], body["errors"]) == (
+        "resumed", 1, "alpaca", 20_000, [])
+    assert client.head(f"/api/v1/uploads/{upload_id}", headers={**alice, **TUS}).status_code == 404  # used up
+
+
+def test_tus_protocol_details(client, alice, settings) -> None:
+    options = client.options("/api/v1/uploads")
+    assert options.status_code == 204 and options.headers["Tus-Version"] == "1.0.0"
+    assert "creation" in options.headers["Tus-Extension"] and "termination" in options.headers["Tus-Extension"]
+    assert client.post("/api/v1/uploads", headers={**alice, "Upload-Length": "10"}).status_code == 412
+    upload_id = create_upload(client, alice, b"0123456789")
+    response = client.patch(f"/api/v1/uploads/{upload_id}", content=b"01", headers={
+        **alice, **TUS, "Upload-Offset": "0", "Content-Type": "text/plain"})
+    assert response.status_code == 415
+    assert patch(client, alice, upload_id, 0, b"0123456789ABC").status_code == 400  # beyond Upload-Length
+    assert client.delete(f"/api/v1/uploads/{upload_id}", headers={**alice, **TUS}).status_code == 204
+    assert client.head(f"/api/v1/uploads/{upload_id}", headers={**alice, **TUS}).status_code == 404
+    settings.max_upload_mb = 1
+    response = client.post("/api/v1/uploads", headers={**alice, **TUS, "Upload-Length": str(2 * 1024 * 1024)})
+    assert response.status_code == 413 and "at most" not in response.json()["detail"]
+    assert "the largest upload accepted is 1 MB" in response.json()["detail"]
+    assert client.post("/api/v1/uploads", headers={**TUS, "Upload-Length": "10"}).status_code == 401
+
+
+def test_bad_rows_are_listed_and_the_user_decides(client, alice) -> None:
+    data = jsonl([{"messages": CHAT}, {"messages": [{"role": "user", "content": "no answer"}]}]) + b"{oops\n" + \
+        jsonl([{"messages": CHAT}])
+    upload_id = upload(client, alice, data)
+    refused = client.post("/api/v1/datasets", headers=alice, json={"name": "chat", "upload_id": upload_id})
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("2 rows are invalid (the first on line 2)")
+    assert [e["line"] for e in refused.json()["errors"]] == [2, 3]
+    assert client.get("/api/v1/datasets", headers=alice).json()["data"] == []  # nothing saved
+
+    saved = client.post("/api/v1/datasets", headers=alice, json={"name": "chat", "upload_id": upload_id,
+                                                                 "skip_invalid": True})
+    assert saved.status_code == 201  # the same upload, kept after the refusal: no need to send it again
+    body = saved.json()
+    assert (body["rows"], body["skipped"], [e["line"] for e in body["errors"]]) == (2, 2, [2, 3])
+    assert body["stats"]["duplicates"] == 1 and body["stats"]["turns"] == 4
+
+
+def test_multipart_validate_and_limits(client, alice, settings) -> None:
+    files = {"file": ("qa.csv", b"question,answer\nWhat is 2+2?,4\n,empty question\n", "text/csv")}
+    dry = client.post("/api/v1/datasets/validate", headers=alice, files=files)
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["format"], dry.json()["rows"], dry.json()["error_count"]) == ("csv", 1, 1)
+    assert dry.json()["errors"] == [{"line": 3, "message": "The field instruction is empty"}]
+    assert dry.json()["preview"][0]["messages"][1] == {"role": "assistant", "content": "4"}
+
+    created = client.post("/api/v1/datasets", headers=alice, files=files,
+                          data={"name": "qa", "skip_invalid": "true", "validation_ratio": "0.5"})
+    assert created.status_code == 201, created.text
+    assert client.post("/api/v1/datasets", headers=alice, files=files, data={"name": " "}).status_code == 400
+    assert client.post("/api/v1/datasets", headers=alice, files=files,
+                       data={"name": "x", "format": "yaml"}).status_code == 400
+    settings.max_multipart_mb = 1
+    big = {"file": ("big.jsonl", good_rows(40_000), "application/json")}
+    response = client.post("/api/v1/datasets", headers=alice, files=big, data={"name": "big"})
+    assert response.status_code == 413 and "/api/v1/uploads" in response.json()["detail"]
+
+
+def test_versions_preview_and_download(client, alice) -> None:
+    first = client.post("/api/v1/datasets", headers=alice, data={"name": "qa"},
+                        files={"file": ("a.jsonl", good_rows(600), "application/json")}).json()
+    second = client.post(f"/api/v1/datasets/{first['id']}/versions", headers=alice,
+                         files={"file": ("b.jsonl", good_rows(650), "application/json")}, data={"note": "more"})
+    assert second.status_code == 201 and second.json()["version"] == 2
+    detail = client.get(f"/api/v1/datasets/{first['id']}", headers=alice).json()
+    assert [(v["version"], v["rows"]) for v in detail["versions"]] == [(2, 650), (1, 600)]
+    assert detail["rows"] == 650 and detail["versions"][0]["note"] == "more"
+    assert detail["versions"][0]["sha256"] != detail["versions"][1]["sha256"]
+
+    page = client.get(f"/api/v1/datasets/{first['id']}/preview?offset=510&limit=5&version=1", headers=alice).json()
+    assert page["total"] == 600 and len(page["rows"]) == 5
+    assert page["rows"][0]["messages"][0]["content"] == "Question 510"  # found through the index, past row 256
+    assert client.get(f"/api/v1/datasets/{first['id']}/preview?limit=1000", headers=alice).status_code == 400
+
+    download = client.get(f"/api/v1/datasets/{first['id']}/versions/1/download", headers=alice)
+    lines = download.content.splitlines()
+    assert len(lines) == 600 and json.loads(lines[0])["messages"][1]["content"] == "Answer 0"
+    assert client.get(f"/api/v1/datasets/{first['id']}/versions/3/download", headers=alice).status_code == 404
+
+
+def test_ownership_sharing_and_deletion(client, alice, bob, monkeypatch) -> None:
+    dataset = client.post("/api/v1/datasets", headers=alice, data={"name": "private"},
+                          files={"file": ("a.jsonl", good_rows(3), "application/json")}).json()
+    base = f"/api/v1/datasets/{dataset['id']}"
+    for path in (base, f"{base}/preview", f"{base}/versions/1/download"):
+        assert client.get(path, headers=bob).status_code == 404
+    assert client.delete(base, headers=bob).status_code == 404
+    assert client.get("/api/v1/datasets", headers=bob).json()["data"] == []
+    upload_id = create_upload(client, alice, b"xyz")
+    assert client.head(f"/api/v1/uploads/{upload_id}", headers={**bob, **TUS}).status_code == 404
+    assert patch(client, bob, upload_id, 0, b"xyz").status_code == 404
+
+    assert client.patch(base, headers=alice, json={"shared": True}).json()["shared"] is True
+    assert client.get(base, headers=bob).status_code == 200  # shared: bob may read and train on it
+    assert client.get("/api/v1/datasets", headers=bob).json()["data"][0]["owner"] == "alice"
+    assert client.patch(base, headers=bob, json={"name": "mine"}).status_code == 403
+    assert client.delete(base, headers=bob).status_code == 403
+
+    monkeypatch.setattr(datasets, "IN_USE_CHECKS", [lambda session, dataset_id: 1])
+    busy = client.delete(base, headers=alice)
+    assert busy.status_code == 409 and "1 training jobs use this dataset" in busy.json()["detail"]
+    monkeypatch.setattr(datasets, "IN_USE_CHECKS", [])
+    assert client.delete(base, headers=alice).status_code == 204
+    assert client.get(base, headers=alice).status_code == 404
