@@ -27,12 +27,12 @@ browser:
 
 test: install browser
 	$(PY) -m ruff check .
-	$(PY) -m mypy backend ui pages main.py
+	$(PY) -m mypy backend ui pages main.py jobs
 	$(PY) -m pytest
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy backend ui pages main.py
+	$(PY) -m mypy backend ui pages main.py jobs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

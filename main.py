@@ -13,6 +13,7 @@ from backend import api
 from backend.config import get_settings
 from backend.db import init_db, session_scope
 from backend.services import auth, chat, compare
+from jobs import scheduler
 from pages import guard
 
 ASSETS_DIR = Path(__file__).parent / "assets"
@@ -35,6 +36,9 @@ def create_app() -> None:
     api.serve_in_front_of(app, api.create_api_app())
     guard.install()
     pages.install(app)
+    # The training queue's dispatcher lives in the running event loop; workers outlive a stop (found again on start).
+    app.on_startup(scheduler.start)
+    app.on_shutdown(scheduler.stop)
 
 
 if __name__ in {"__main__", "__mp_main__"}:

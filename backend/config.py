@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_multipart_mb: int = Field(default=64, ge=1)
     upload_expiry_hours: int = Field(default=24, ge=1)
 
+    # Training queue. Devices: "auto" (a slot per GPU found through NVML or torch, one CPU slot when there is none),
+    # "cpu" (one CPU slot), a list of CUDA device numbers ("0,1"), or "none" (jobs wait; nothing is started).
+    training_devices: str = "auto"
+    training_max_restarts: int = Field(default=2, ge=0)  # automatic resumes of a job whose worker died
+    training_poll_seconds: float = Field(default=5.0, gt=0)  # how often the queue is looked at
+    training_scheduler: bool = True  # false on all but one instance of a deployment: one queue dispatcher
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
