@@ -6,7 +6,18 @@ from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backend.api import admin, auth, compare, conversations, datasets, gateway, health, providers, uploads
+from backend.api import (
+    admin,
+    auth,
+    compare,
+    conversations,
+    datasets,
+    gateway,
+    health,
+    providers,
+    training,
+    uploads,
+)
 from backend.api.errors import ApiErrorsAsJson, install_error_handlers
 from backend.i18n import negotiate, request_language
 
@@ -16,7 +27,7 @@ API_PATHS = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json")
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (health, auth, providers, conversations, compare, uploads, datasets, admin):
+    for module in (health, auth, providers, conversations, compare, uploads, datasets, training, admin):
         router.include_router(module.router)
     return router
 

@@ -271,6 +271,23 @@ def estimate_memory(info: BaseModelInfo, *, method: str, params: dict[str, Any],
                           activations=activations, total=total)
 
 
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise Invalid("Unknown method {method}: use lora, qlora or full", method=method)
+    if method == "qlora" and (reason := devices.qlora_unavailable_reason()):
+        raise Invalid(reason)
+
+
+def estimate(*, base_model: str, method: str, params: dict[str, Any] | None) -> tuple[BaseModelInfo, MemoryEstimate]:
+    """Check a base model and estimate what a job with these settings needs (the wizard's memory estimate)."""
+    if method not in METHODS:
+        raise Invalid("Unknown method {method}: use lora, qlora or full", method=method)
+    cleaned = clean_params(params, method=method)
+    info = inspect_base_model(base_model)
+    cuda = devices.cuda_device_count() > 0 or method == "qlora"
+    return info, estimate_memory(info, method=method, params=cleaned, cuda=cuda)
+
+
 # --- jobs ---------------------------------------------------------------------------------------------------------
 
 _queue_listeners: list[Callable[[], None]] = []
@@ -302,10 +319,7 @@ def create_job(session: Session, *, user: User, data: TrainingJobCreate, ip: str
     name = data.name.strip()
     if not name or len(name) > 200:
         raise Invalid("A job needs a name of at most 200 characters")
-    if data.method not in METHODS:
-        raise Invalid("Unknown method {method}: use lora, qlora or full", method=data.method)
-    if data.method == "qlora" and (reason := devices.qlora_unavailable_reason()):
-        raise Invalid(reason)
+    check_method(data.method)
     params = clean_params(data.params, method=data.method)
     version = datasets.get_version(session, user=user, dataset_id=data.dataset_id, version=data.dataset_version)
     if not datasets.version_file(version).exists():
