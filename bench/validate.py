@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from backend.services.dataset_formats import read_dataset  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-WORDS = "the of and to in is you that it he was for on are as with his they at be this from have or by".split()
+WORDS = ["the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with",
+         "his", "they", "at", "be", "this", "from", "have", "or", "by"]
 
 
 def sentence(rng: random.Random, chars: int) -> str:

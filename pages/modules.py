@@ -20,11 +20,6 @@ def _placeholder(request: Request, title: str, path: str) -> None:
         coming_soon(_(DESCRIPTIONS[path]))
 
 
-@router.page("/datasets")
-def datasets_page(request: Request) -> None:
-    _placeholder(request, N_("Datasets"), "/datasets")
-
-
 @router.page("/training")
 def training_page(request: Request) -> None:
     _placeholder(request, N_("Training"), "/training")

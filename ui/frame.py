@@ -26,7 +26,7 @@ NAVIGATION = [
     NavItem("/chat", "chat", N_("Chat")),
     NavItem("/compare", "compare_arrows", N_("Compare")),
     NavItem("/models", "hub", N_("Models")),
-    NavItem("/datasets", "dataset", N_("Datasets"), ready=False),
+    NavItem("/datasets", "dataset", N_("Datasets")),
     NavItem("/training", "model_training", N_("Training"), ready=False),
     NavItem("/prompts", "description", N_("Prompts"), ready=False),
     NavItem("/admin", "admin_panel_settings", N_("Admin"), admin_only=True),

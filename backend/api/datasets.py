@@ -32,13 +32,8 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
 @contextmanager
-def _source(user: User, body: DatasetFromUpload | None, file: UploadFile | None) -> Iterator[tuple[Path, str]]:
-    """The file to read: a finished tus upload (kept until it became a dataset), or the multipart file."""
-    if body is not None:
-        with session_scope() as session:
-            upload, path = uploads.finished_upload(session, user=user, upload_id=body.upload_id)
-        yield path, upload.filename
-        return
+def _multipart(file: UploadFile | None) -> Iterator[tuple[Path, str]]:
+    """The multipart file on disk for the one pass that reads it, then gone."""
     assert file is not None
     with tempfile.NamedTemporaryFile(dir=uploads.uploads_dir(), suffix=".part", delete=False) as temp:
         while chunk := file.file.read(1024 * 1024):
@@ -98,14 +93,17 @@ async def create_dataset(request: Request, user: CurrentUser, ip: ClientIp) -> D
 def _create(user: User, body: DatasetFromUpload | None, file: UploadFile | None, fields: dict[str, Any],
             ip: str | None) -> DatasetCreated:
     options = _options(fields)
-    with _source(user, body, file) as (path, name), session_scope() as session:
-        dataset, version, report = datasets.create_dataset(
-            session, user=user, name=fields.get("name") or "", source=path, source_name=name,
-            description=fields.get("description"), shared=bool(fields.get("shared")), ip=ip, **options)
-        result = datasets.created_public(dataset, version, report)
-        if body is not None:  # the upload became the dataset: its bytes are not needed any more
-            uploads.delete_upload(session, upload=uploads.get_upload(session, user=user, upload_id=body.upload_id))
-        return result
+    common = {"name": fields.get("name") or "", "description": fields.get("description"),
+              "shared": bool(fields.get("shared")), "ip": ip, **options}
+    with session_scope() as session:
+        if body is not None:
+            dataset, version, report = datasets.create_from_upload(session, user=user, upload_id=body.upload_id,
+                                                                   **common)
+        else:
+            with _multipart(file) as (path, name):
+                dataset, version, report = datasets.create_dataset(session, user=user, source=path, source_name=name,
+                                                                   **common)
+        return datasets.created_public(dataset, version, report)
 
 
 @router.post("/validate", response_model=DatasetInspection)
@@ -118,8 +116,13 @@ async def validate_dataset(request: Request, user: CurrentUser) -> DatasetInspec
 def _inspect(user: User, body: DatasetFromUpload | None, file: UploadFile | None,
              fields: dict[str, Any]) -> DatasetInspection:
     options = _options(fields)
-    with _source(user, body, file) as (path, name):
-        report = datasets.inspect_file(path, filename=name, format=options["format"], mapping=options["mapping"])
+    if body is not None:
+        with session_scope() as session:
+            report = datasets.inspect_upload(session, user=user, upload_id=body.upload_id, format=options["format"],
+                                             mapping=options["mapping"])
+    else:
+        with _multipart(file) as (path, name):
+            report = datasets.inspect_file(path, filename=name, format=options["format"], mapping=options["mapping"])
     return datasets.inspection_public(report)
 
 
@@ -158,17 +161,20 @@ async def add_version(dataset_id: int, request: Request, user: CurrentUser, ip: 
 def _add_version(user: User, dataset_id: int, body: DatasetFromUpload | None, file: UploadFile | None,
                  fields: dict[str, Any], ip: str | None) -> DatasetCreated:
     options = _options(fields)
-    if "validation_ratio" not in fields:
+    if "validation_ratio" not in fields:  # the new version keeps the split of the one before
         options.pop("validation_ratio")
         options.pop("seed")
-    with _source(user, body, file) as (path, name), session_scope() as session:
-        version, report = datasets.add_version(session, user=user, dataset_id=dataset_id, source=path,
-                                               source_name=name, note=fields.get("note"), ip=ip, **options)
-        dataset = datasets.get_dataset(session, user=user, dataset_id=dataset_id)
-        result = datasets.created_public(dataset, version, report)
+    with session_scope() as session:
         if body is not None:
-            uploads.delete_upload(session, upload=uploads.get_upload(session, user=user, upload_id=body.upload_id))
-        return result
+            version, report = datasets.version_from_upload(session, user=user, dataset_id=dataset_id,
+                                                           upload_id=body.upload_id, note=fields.get("note"), ip=ip,
+                                                           **options)
+        else:
+            with _multipart(file) as (path, name):
+                version, report = datasets.add_version(session, user=user, dataset_id=dataset_id, source=path,
+                                                       source_name=name, note=fields.get("note"), ip=ip, **options)
+        dataset = datasets.get_dataset(session, user=user, dataset_id=dataset_id)
+        return datasets.created_public(dataset, version, report)
 
 
 @router.get("/{dataset_id}/preview")

@@ -31,7 +31,7 @@ from backend.models.dataset import (
     VersionPublic,
 )
 from backend.models.user import Role, User
-from backend.services import audit
+from backend.services import audit, uploads
 from backend.services.dataset_formats import FORMATS, Report, read_dataset
 
 
@@ -332,3 +332,32 @@ def inspection_public(report: Report) -> DatasetInspection:
     return DatasetInspection(format=report.format, rows=report.rows, error_count=report.error_count,
                              errors=[LineErrorPublic(**e.public()) for e in report.errors],  # type: ignore[arg-type]
                              stats=report.stats.public(), preview=report.preview)
+
+
+# --- from a finished upload (the page, and the API's JSON form) -----------------------------------------------
+
+
+def inspect_upload(session: Session, *, user: User, upload_id: str, format: str | None = None,
+                   mapping: dict[str, str] | None = None) -> Report:
+    upload, path = uploads.finished_upload(session, user=user, upload_id=upload_id)
+    return inspect_file(path, filename=upload.filename, format=format, mapping=mapping)
+
+
+def create_from_upload(session: Session, *, user: User, upload_id: str, name: str, ip: str | None = None,
+                       **options: Any) -> tuple[Dataset, DatasetVersion, Report]:
+    """A dataset from a finished upload, whose bytes are then dropped (kept when the rows were refused, so that the
+    user can save without the bad ones without sending the file again)."""
+    upload, path = uploads.finished_upload(session, user=user, upload_id=upload_id)
+    created = create_dataset(session, user=user, name=name, source=path, source_name=upload.filename, ip=ip,
+                             **options)
+    uploads.delete_upload(session, upload=upload)
+    return created
+
+
+def version_from_upload(session: Session, *, user: User, dataset_id: int, upload_id: str, ip: str | None = None,
+                        **options: Any) -> tuple[DatasetVersion, Report]:
+    upload, path = uploads.finished_upload(session, user=user, upload_id=upload_id)
+    added = add_version(session, user=user, dataset_id=dataset_id, source=path, source_name=upload.filename, ip=ip,
+                        **options)
+    uploads.delete_upload(session, upload=upload)
+    return added

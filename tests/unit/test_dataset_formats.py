@@ -87,9 +87,9 @@ def test_csv_with_guessed_and_explicit_mapping(tmp_path: Path) -> None:
 
 def test_gzip_is_read_whatever_its_name(tmp_path: Path) -> None:
     data = gzip.compress(json.dumps({"text": "zipped"}).encode())
-    report, rows = rows_of(tmp_path, "data.jsonl.gz", data)
+    _, rows = rows_of(tmp_path, "data.jsonl.gz", data)
     assert rows == [{"text": "zipped"}]
-    report, rows = rows_of(tmp_path, "mystery.bin", data)
+    _, rows = rows_of(tmp_path, "mystery.bin", data)
     assert rows == [{"text": "zipped"}]
 
 
