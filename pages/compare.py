@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from fastapi import Request
-from nicegui import APIRouter, background_tasks, ui
+from nicegui import APIRouter, app, background_tasks, ui
 
 from backend.errors import DomainError
 from backend.i18n import N_
@@ -129,6 +129,11 @@ class RunView:
             self.system, self.temperature, self.max_tokens = _params_inputs()
             self.prompt = ui.textarea(_("Prompt")).props("outlined autogrow").classes("w-full").mark("compare-prompt")
             self.prompt.on("keydown.enter.ctrl.prevent", self.run)
+            # "Open in compare" on the Prompts page (pages/prompts.py) carries a rendered prompt here, once.
+            carried = app.storage.user.pop("compare_prompt", None)
+            if isinstance(carried, dict):
+                self.prompt.set_value(carried.get("prompt") or "")
+                self.system.set_value(carried.get("system") or "")
             with ui.row().classes("w-full items-center gap-2"):
                 self.run_button = ui.button(_("Run"), icon="play_arrow", on_click=self.run).props(
                     "unelevated color=primary").mark("run-compare")

@@ -15,7 +15,7 @@ from backend.errors import DomainError
 from backend.i18n import N_
 from backend.models.dataset import DatasetPublic
 from backend.models.user import Role, User
-from backend.services import auth, datasets, uploads
+from backend.services import auth, dataset_tokens, datasets, uploads
 from backend.services.dataset_formats import FORMATS, Report
 from pages.guard import page_user
 from pages.service import call, query, show_error
@@ -343,17 +343,48 @@ class DatasetDetail:
                         "max-pages=5 boundary-numbers").classes("lp-pager")
                 self.rows_box = ui.column().classes("w-full gap-2")
             with ui.tab_panel(stats_tab).classes("p-0 gap-3"):
-                latest = data.versions[0] if data.versions else None
-                if latest is not None:
-                    stats_grid(latest.stats)
-                    if latest.validation_ratio:
-                        ui.label(_("Split: {train} rows for training, {validation} held out for validation",
-                                   train=f"{latest.rows - latest.validation_rows:,}",
-                                   validation=f"{latest.validation_rows:,}")).classes("text-body2")
-                    histogram_chart(latest.stats.get("histogram", {}))
+                self.stats_box = ui.column().classes("w-full gap-3")
+                self._show_stats(data.versions[0] if data.versions else None)
+                with ui.row().classes("w-full items-center gap-2"):
+                    self.tokenizer = ui.input(_("Base model for exact token counts"),
+                                              placeholder=_("a local model directory or a cached model id")).props(
+                        "outlined dense").classes("grow max-w-xl").mark("tokenizer")
+                    self.count_button = ui.button(_("Count tokens"), icon="calculate", on_click=self._count).props(
+                        "outline").mark("count-tokens")
             with ui.tab_panel(versions_tab).classes("p-0 gap-3"):
                 self._versions_table(data)
         self._show_rows()
+
+    def _show_stats(self, latest: Any) -> None:
+        self.stats_box.clear()
+        if latest is None:
+            return
+        with self.stats_box:
+            stats_grid(latest.stats)
+            if latest.stats.get("tokenizer"):
+                ui.label(_("Tokens counted with the tokenizer of {model}", model=latest.stats["tokenizer"])).classes(
+                    "text-caption text-secondary")
+            if latest.validation_ratio:
+                ui.label(_("Split: {train} rows for training, {validation} held out for validation",
+                           train=f"{latest.rows - latest.validation_rows:,}",
+                           validation=f"{latest.validation_rows:,}")).classes("text-body2")
+            histogram_chart(latest.stats.get("histogram", {}))
+
+    async def _count(self) -> None:
+        model = (self.tokenizer.value or "").strip()
+        if not model:
+            ui.notify(_("Name a base model first"), type="warning", position="top")
+            return
+        self.count_button.props("loading")
+        try:
+            await call(dataset_tokens.count_tokens, user=self.user, dataset_id=self.dataset_id, base_model=model)
+            data = await call(self._load)
+        except DomainError as error:
+            show_error(error)
+            return
+        finally:
+            self.count_button.props(remove="loading")
+        self._show_stats(data.versions[0] if data.versions else None)
 
     def _versions_table(self, data: DatasetPublic) -> None:
         versions = data.versions or []

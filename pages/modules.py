@@ -24,7 +24,3 @@ def _placeholder(request: Request, title: str, path: str) -> None:
 def training_page(request: Request) -> None:
     _placeholder(request, N_("Training"), "/training")
 
-
-@router.page("/prompts")
-def prompts_page(request: Request) -> None:
-    _placeholder(request, N_("Prompts"), "/prompts")

@@ -28,7 +28,7 @@ NAVIGATION = [
     NavItem("/models", "hub", N_("Models")),
     NavItem("/datasets", "dataset", N_("Datasets")),
     NavItem("/training", "model_training", N_("Training"), ready=False),
-    NavItem("/prompts", "description", N_("Prompts"), ready=False),
+    NavItem("/prompts", "description", N_("Prompts")),
     NavItem("/admin", "admin_panel_settings", N_("Admin"), admin_only=True),
 ]
 

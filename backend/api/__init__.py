@@ -14,6 +14,7 @@ from backend.api import (
     datasets,
     gateway,
     health,
+    prompts,
     providers,
     training,
     uploads,
@@ -27,7 +28,7 @@ API_PATHS = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json")
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (health, auth, providers, conversations, compare, uploads, datasets, training, admin):
+    for module in (health, auth, providers, conversations, compare, prompts, uploads, datasets, training, admin):
         router.include_router(module.router)
     return router
 

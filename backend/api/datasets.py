@@ -24,9 +24,10 @@ from backend.models.dataset import (
     DatasetInspection,
     DatasetPublic,
     DatasetUpdate,
+    TokenCount,
 )
 from backend.models.user import User
-from backend.services import datasets, uploads
+from backend.services import dataset_tokens, datasets, uploads
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -198,3 +199,11 @@ def download(dataset_id: int, version: int, user: CurrentUser, session: SessionD
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "dataset"
 
+
+
+@router.post("/{dataset_id}/tokens")
+def count_tokens(dataset_id: int, body: TokenCount, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """Exact token statistics with a local base model's tokenizer (a directory or a model id in the local Hugging
+    Face cache); kept with the version's statistics."""
+    return {"stats": dataset_tokens.count_tokens(session, user=user, dataset_id=dataset_id,
+                                                 base_model=body.base_model, version=body.version)}

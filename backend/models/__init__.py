@@ -5,12 +5,14 @@ from backend.models.auth import ApiToken, AuthSession, RefreshToken
 from backend.models.chat import Conversation, Message
 from backend.models.compare import CompareBatch, CompareResult, CompareRun, CompareVote
 from backend.models.dataset import Dataset, DatasetVersion, Upload
+from backend.models.prompt import Prompt, PromptVersion
 from backend.models.provider import Provider, ProviderModel, UsageRecord
 from backend.models.training import TrainingCheckpoint, TrainingJob, TrainingMetric
 from backend.models.user import Role, User
 
 __all__ = [
     "ApiToken", "AuditEvent", "AuthSession", "CompareBatch", "CompareResult", "CompareRun", "CompareVote",
-    "Conversation", "Dataset", "DatasetVersion", "Message", "Provider", "ProviderModel", "RefreshToken",
+    "Conversation", "Dataset", "DatasetVersion", "Message", "Prompt", "PromptVersion", "Provider", "ProviderModel",
+    "RefreshToken",
     "Role", "TrainingCheckpoint", "TrainingJob", "TrainingMetric", "Upload", "UsageRecord", "User",
 ]

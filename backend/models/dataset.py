@@ -137,3 +137,8 @@ class DatasetUpdate(SQLModel):
     name: str | None = None
     description: str | None = None
     shared: bool | None = None
+
+
+class TokenCount(SQLModel):
+    base_model: str  # a local model directory or a model id in the local Hugging Face cache
+    version: int | None = None

@@ -210,3 +210,21 @@ def test_ownership_sharing_and_deletion(client, alice, bob, monkeypatch) -> None
     monkeypatch.setattr(datasets, "IN_USE_CHECKS", [])
     assert client.delete(base, headers=alice).status_code == 204
     assert client.get(base, headers=alice).status_code == 404
+
+
+def test_exact_token_counts_with_a_local_tokenizer(client, alice, tmp_path) -> None:
+    from tests.training.tiny import build_model
+
+    model = build_model(tmp_path / "tiny")
+    dataset = client.post("/api/v1/datasets", headers=alice, data={"name": "qa"},
+                          files={"file": ("a.jsonl", good_rows(40), "application/json")}).json()
+    response = client.post(f"/api/v1/datasets/{dataset['id']}/tokens", headers=alice, json={"base_model": str(model)})
+    assert response.status_code == 200, response.text
+    stats = response.json()["stats"]
+    assert stats["tokens_estimated"] is False and stats["tokenizer"] == str(model)
+    assert stats["tokens"] > 0 and sum(stats["histogram"]["counts"]) == 40
+    stored = client.get(f"/api/v1/datasets/{dataset['id']}", headers=alice).json()["versions"][0]["stats"]
+    assert stored["tokens"] == stats["tokens"] and stored["rows"] == 40  # kept with the version
+    missing = client.post(f"/api/v1/datasets/{dataset['id']}/tokens", headers=alice,
+                          json={"base_model": str(tmp_path / "nowhere")})
+    assert missing.status_code == 400 and "No model directory" in missing.json()["detail"]

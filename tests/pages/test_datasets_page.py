@@ -137,3 +137,22 @@ async def test_others_see_shared_datasets_only(user: User, create_user) -> None:
     await bob.open(f"/datasets/{shared_id}")
     await see(bob, "Question 0")
     await bob.should_not_see(marker="delete-dataset")  # reading is shared, changing is not
+
+
+async def test_exact_token_counts_on_the_statistics_tab(user: User, tmp_path) -> None:
+    from tests.training.tiny import build_model
+
+    model = build_model(tmp_path / "tiny")
+    await signed_up(user, "alice")
+    with session_scope() as session:
+        path = uploads.uploads_dir() / "x.jsonl"
+        path.write_bytes(rows(12))
+        dataset, _, _ = datasets.create_dataset(session, user=account("alice"), name="qa", source=path,
+                                                source_name="x.jsonl")
+        dataset_id = dataset.id
+    await user.open(f"/datasets/{dataset_id}")
+    await see(user, "Tokens (estimated)")
+    user.find(marker="tokenizer").type(str(model))
+    user.find(marker="count-tokens").click()
+    await see(user, f"Tokens counted with the tokenizer of {model}")
+    await user.should_not_see("Tokens (estimated)")
