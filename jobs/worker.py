@@ -16,11 +16,13 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel import select
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.utils import logging as transformers_logging
 
 from backend import db
 from backend.config import get_settings
@@ -167,6 +169,10 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The log is for people: no migration chatter, progress bars or deprecation notices of the libraries.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    transformers_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop like a cancel: checkpoint first
     db.init_db(get_settings().effective_database_url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import Request
 from nicegui import APIRouter
 
-from backend.i18n import N_
 from pages.guard import page_user
 from pages.home import DESCRIPTIONS
 from ui.frame import coming_soon, frame
@@ -18,9 +17,3 @@ def _placeholder(request: Request, title: str, path: str) -> None:
     page_user(request)
     with frame(_(title)):
         coming_soon(_(DESCRIPTIONS[path]))
-
-
-@router.page("/training")
-def training_page(request: Request) -> None:
-    _placeholder(request, N_("Training"), "/training")
-

@@ -27,7 +27,7 @@ NAVIGATION = [
     NavItem("/compare", "compare_arrows", N_("Compare")),
     NavItem("/models", "hub", N_("Models")),
     NavItem("/datasets", "dataset", N_("Datasets")),
-    NavItem("/training", "model_training", N_("Training"), ready=False),
+    NavItem("/training", "model_training", N_("Training")),
     NavItem("/prompts", "description", N_("Prompts")),
     NavItem("/admin", "admin_panel_settings", N_("Admin"), admin_only=True),
 ]
