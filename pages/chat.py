@@ -303,21 +303,14 @@ class ChatView:
 
     async def _follow(self, reply: chat.Reply, view: AnswerView) -> None:
         try:
-            async for event in reply.events():
-                if event.kind == "text":
-                    view.add_text(event.text)
-                elif event.kind == "reasoning":
-                    view.add_reasoning(event.text)
-                elif event.kind == "reclassify":
-                    view.reclassify(event.text, event.to or "answer")
-                else:
-                    stored = event.message or MessagePublic(
-                        id=reply.message_id, role="assistant", content=reply.answer, reasoning=reply.reasoning,
-                        model=reply.model, usage=None, ttft_ms=None, total_ms=None, status=reply.status,
-                        error=event.text or None, created_at=datetime.now(UTC))
-                    self._finished(view, stored, last=True)
+            final = await view.follow(reply.events())
+            if final is not None:
+                stored = getattr(final, "message", None) or MessagePublic(
+                    id=reply.message_id, role="assistant", content=reply.answer, reasoning=reply.reasoning,
+                    model=reply.model, usage=None, ttft_ms=None, total_ms=None, status=reply.status,
+                    error=final.text or None, created_at=datetime.now(UTC))
+                self._finished(view, stored, last=True)
         finally:
-            view.stop_rendering()
             if self.listener is asyncio.current_task():
                 self.listener = None
                 self._set_streaming(False)

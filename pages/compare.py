@@ -201,19 +201,9 @@ class RunView:
                 view.show_metrics(_live_metrics(live))
 
     async def _follow(self, comparison: compare.Comparison, live: compare.Column, view: CompareColumn) -> None:
-        answer = view.answer
-        try:
-            async for event in live.events():
-                if event.kind == "text":
-                    answer.add_text(event.text)
-                elif event.kind == "reasoning":
-                    answer.add_reasoning(event.text)
-                elif event.kind == "reclassify":
-                    answer.reclassify(event.text, event.to or "answer")
-                else:
-                    self._finished(view, event.message, live)
-        finally:
-            answer.stop_rendering()
+        final = await view.answer.follow(live.events())
+        if final is not None:
+            self._finished(view, getattr(final, "message", None), live)
         if comparison.finished:
             await self._all_finished(comparison)
 

@@ -465,13 +465,7 @@ class PlaygroundView:
 
     async def _follow(self, live: prompts.PlaygroundRun, view: AnswerView, status: ui.column) -> None:
         try:
-            async for event in live.events():
-                if event.kind == "text":
-                    view.add_text(event.text)
-                elif event.kind == "reasoning":
-                    view.add_reasoning(event.text)
-                elif event.kind == "reclassify":
-                    view.reclassify(event.text, event.to or "answer")
+            await view.follow(live.events())
             metrics = live.metrics
             view.finish(status=live.status, model=live.model, output_tokens=metrics.output_tokens or None,
                         ttft_ms=metrics.ttft_ms, total_ms=metrics.total_ms, reasoning_ms=live.reasoning_ms())
@@ -484,7 +478,6 @@ class PlaygroundView:
                 elif live.status == "cancelled":
                     ui.label(_("Stopped: the answer ends here.")).classes("text-caption text-secondary")
         finally:
-            view.stop_rendering()
             if self.run is live:
                 self._running(False)
 

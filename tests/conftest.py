@@ -164,3 +164,15 @@ def anthropic_upstream(_anthropic_upstream: Any) -> Any:
 def ollama_upstream(_ollama_upstream: Any) -> Any:
     _ollama_upstream.reset()
     return _ollama_upstream
+
+
+def signed_in_with_models(client: TestClient, upstream: Any, username: str = "alice") -> dict[str, str]:
+    """Register and sign in `username` (the first user: an admin) with the fake OpenAI upstream's models enabled as
+    `acme/...`; returns the Authorization header."""
+    register(client, username)
+    headers = bearer(login(client, username)["access_token"])
+    provider = client.post("/api/v1/providers", headers=headers, json={
+        "name": "acme", "kind": "openai", "base_url": upstream.base_url, "api_key": "test-key",
+        "max_retries": 0}).json()
+    client.post(f"/api/v1/providers/{provider['id']}/sync", headers=headers)
+    return headers

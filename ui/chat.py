@@ -7,10 +7,10 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import markdown2
 import nh3
@@ -134,6 +134,19 @@ def metrics_text(*, model: str | None, output_tokens: int | None, ttft_ms: int |
     return " · ".join(parts)
 
 
+class LiveEvent(Protocol):
+    """What a live answer publishes (backend.services.answers.AnswerEvent), as this widget reads it."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def to(self) -> str | None: ...
+
+
 class AnswerView(ui.column):
     """One answer: its reasoning in a collapsible panel above it, the Markdown text, a status note, and metrics.
 
@@ -216,6 +229,23 @@ class AnswerView(ui.column):
 
     def stop_rendering(self) -> None:
         self._throttle.cancel()
+
+    async def follow(self, events: AsyncIterator[LiveEvent]) -> LiveEvent | None:
+        """Show a live answer's events as they come; returns its last one (`done` or `error`), or None when the
+        stream ended without one. Rendering stops however it ends (the page left, the listener was cancelled)."""
+        try:
+            async for event in events:
+                if event.kind == "text":
+                    self.add_text(event.text)
+                elif event.kind == "reasoning":
+                    self.add_reasoning(event.text)
+                elif event.kind == "reclassify":
+                    self.reclassify(event.text, event.to or "answer")
+                else:
+                    return event
+            return None
+        finally:
+            self.stop_rendering()
 
     # --- drawing ----------------------------------------------------------------------------------------------
 

@@ -12,19 +12,13 @@ from fastapi.testclient import TestClient
 from backend.db import session_scope
 from backend.models import Message
 from backend.services import chat
-from tests.conftest import bearer, login, register
+from tests.conftest import bearer, login, register, signed_in_with_models
 from tests.fakes import error, error_after, reply
 
 
 @pytest.fixture
 def alice(client: TestClient, openai_upstream) -> dict[str, str]:
-    register(client, "alice")
-    token = login(client, "alice")["access_token"]
-    provider = client.post("/api/v1/providers", headers=bearer(token), json={
-        "name": "acme", "kind": "openai", "base_url": openai_upstream.base_url, "api_key": "test-key",
-        "max_retries": 0}).json()
-    client.post(f"/api/v1/providers/{provider['id']}/sync", headers=bearer(token))
-    return bearer(token)
+    return signed_in_with_models(client, openai_upstream)
 
 
 def new_conversation(client: TestClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:

@@ -58,3 +58,21 @@ async def signed_up_then_out(user: User, username: str) -> None:
 async def gone(user: User, marker: str) -> None:
     """Wait until no element with `marker` is left (a dialog that saved and closed)."""
     await user.should_not_see(marker=marker, retries=50)
+
+
+async def signed_up_with_models(user: User, upstream: object, username: str = "alice") -> None:
+    """Sign up `username` (the first user: an admin) with the fake OpenAI upstream's models enabled as `acme/...`."""
+    from sqlmodel import select
+
+    from backend.db import session_scope
+    from backend.models import User as UserRow
+    from backend.models.provider import ProviderCreate
+    from backend.services import providers
+
+    await signed_up(user, username)
+    with session_scope() as session:
+        admin = session.exec(select(UserRow).where(UserRow.username == username)).one()
+        provider = providers.create_provider(session, actor=admin, data=ProviderCreate(
+            name="acme", kind="openai", base_url=upstream.base_url, api_key="test-key",  # type: ignore[attr-defined]
+            max_retries=0))
+        await providers.sync_models(session, actor=admin, provider_id=provider.id)  # type: ignore[arg-type]

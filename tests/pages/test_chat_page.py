@@ -11,21 +11,16 @@ from sqlmodel import select
 from backend.db import session_scope
 from backend.models import Message
 from backend.models import User as UserRow
-from backend.models.provider import ModelUpdate, ProviderCreate
+from backend.models.provider import ModelUpdate
 from backend.services import chat, inference, providers
 from tests.fakes import error_after, reply
-from tests.pages.conftest import gone, see, signed_up
+from tests.pages.conftest import gone, see, signed_up, signed_up_with_models
 
 
 @pytest.fixture
 async def chatting(user: User, openai_upstream) -> User:
     """Signed in as the first user (an admin) with the fake OpenAI upstream's models enabled."""
-    await signed_up(user, "alice")
-    with session_scope() as session:
-        admin = session.exec(select(UserRow)).one()
-        provider = providers.create_provider(session, actor=admin, data=ProviderCreate(
-            name="acme", kind="openai", base_url=openai_upstream.base_url, api_key="test-key", max_retries=0))
-        await providers.sync_models(session, actor=admin, provider_id=provider.id)
+    await signed_up_with_models(user, openai_upstream)
     yield user
     await inference.flush_usage()
 

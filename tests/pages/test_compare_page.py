@@ -11,21 +11,14 @@ from sqlmodel import select
 
 from backend.db import session_scope
 from backend.models import CompareResult, CompareVote
-from backend.models import User as UserRow
-from backend.models.provider import ProviderCreate
-from backend.services import compare, inference, providers
+from backend.services import compare, inference
 from tests.fakes import error, reply
-from tests.pages.conftest import see, signed_up
+from tests.pages.conftest import see, signed_up_with_models
 
 
 @pytest.fixture
 async def comparing(user: User, openai_upstream) -> User:
-    await signed_up(user, "alice")
-    with session_scope() as session:
-        admin = session.exec(select(UserRow)).one()
-        provider = providers.create_provider(session, actor=admin, data=ProviderCreate(
-            name="acme", kind="openai", base_url=openai_upstream.base_url, api_key="test-key", max_retries=0))
-        await providers.sync_models(session, actor=admin, provider_id=provider.id)
+    await signed_up_with_models(user, openai_upstream)
     yield user
     for _ in range(100):  # let columns and batches still running end before the database goes
         if not compare._running and not compare._batches:
