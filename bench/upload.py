@@ -147,7 +147,8 @@ def main() -> None:
         "# dataset upload through tus", "",
         f"{args.mb} MB in PATCH requests of {args.chunk_mb} MB to a local portal (SQLite); {result['machine']}, "
         f"Python {result['python']}; {result['date']}. Budget: ≥ 150 MB/s, server memory flat.", "",
-        "| MB | seconds | MB/s | portal RSS before | portal RSS peak | growth |", "| --- | --- | --- | --- | --- | --- |",
+        "| MB | seconds | MB/s | portal RSS before | portal RSS peak | growth |",
+        "| --- | --- | --- | --- | --- | --- |",
         f"| {args.mb} | {result['seconds']} | {result['mb_per_s']} | {result['portal_rss_before_mb']} MB | "
         f"{result['portal_rss_peak_mb']} MB | {result['portal_rss_growth_mb']} MB |", ""]))
 
