@@ -36,7 +36,4 @@ def home_page(request: Request) -> None:
                     with ui.row().classes("items-center gap-3 no-wrap w-full"):
                         ui.icon(item.icon, size="2rem").classes("text-primary")
                         ui.label(_(item.label)).classes("text-h6")
-                        if not item.ready:
-                            ui.space()
-                            ui.badge(_("Coming soon"), color="grey-5").props("outline").classes("lp-soon")
                     ui.label(_(DESCRIPTIONS[item.path])).classes("text-body2 text-secondary")

@@ -18,7 +18,6 @@ class NavItem:
     icon: str
     label: str  # an English message id, translated when shown
     admin_only: bool = False
-    ready: bool = True  # False: the module is still to come, and says so
 
 
 NAVIGATION = [
@@ -136,10 +135,3 @@ def bare_frame(title: str) -> Iterator[ui.card]:
         with ui.card().classes("w-full max-w-sm p-6 gap-3") as card:
             ui.label(title).classes("text-h5")
             yield card
-
-
-def coming_soon(message: str) -> None:
-    with ui.card().classes("w-full items-center p-8 gap-2 lp-coming-soon"):
-        ui.icon("construction", size="3rem").classes("text-secondary")
-        ui.label(_("Coming soon")).classes("text-h6")
-        ui.label(message).classes("text-center text-secondary")
