@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     training_poll_seconds: float = Field(default=5.0, gt=0)  # how often the queue is looked at
     training_scheduler: bool = True  # false on all but one instance of a deployment: one queue dispatcher
 
+    # Admin console: the first values of settings that admins then change in the portal (stored in the database).
+    default_role: str = "user"  # the role of newly registered users
+    default_rate_limit_per_minute: int = Field(default=0, ge=0)  # requests a minute per user; 0: none
+    default_daily_token_quota: int = Field(default=0, ge=0)  # input + output tokens per user and UTC day; 0: none
+    monitor_sample_seconds: int = Field(default=60, ge=5)  # how often the system monitor keeps a sample
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

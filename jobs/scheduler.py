@@ -174,6 +174,9 @@ def start() -> AsyncIOScheduler | None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(tick, "interval", seconds=settings.training_poll_seconds, id=QUEUE_JOB_ID,
                       next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
+    # Admin console (issue 10): the system monitor's sample a minute; the function lives in backend/services/monitor.py.
+    scheduler.add_job("backend.services.monitor:sample_job", "interval", seconds=settings.monitor_sample_seconds,
+                      id="system-monitor", next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
     scheduler.start()
     training.on_queue_changed(poke)
     _scheduler = scheduler

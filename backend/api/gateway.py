@@ -17,7 +17,7 @@ from backend.api.errors import openai_error
 from backend.db import session_scope
 from backend.errors import Invalid
 from backend.providers.base import Finish, ProviderError, ReasoningDelta, Reclassify, StreamEvent, TextDelta, Usage
-from backend.services import inference, providers
+from backend.services import inference, limits, providers
 
 router = APIRouter(prefix="/v1", tags=["gateway"])
 
@@ -69,6 +69,7 @@ async def chat_completions(request: Request, user: CurrentUser) -> Any:
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         raise Invalid("'model' is required: one of the ids that GET /v1/models lists")
     messages = _messages(body)
+    await limits.enforce(user=user, kind="gateway")  # 429 past the user's rate or daily token quota
     resolved = providers.resolved_from_cache(body["model"])  # no thread hop while it is cached
     if resolved is None:
         resolved = await run_in_threadpool(_resolve, body["model"])

@@ -1,5 +1,6 @@
 """SQLModel tables, one module per entity family; importing this package registers every table."""
 
+from backend.models.admin import AppSetting, SystemSample
 from backend.models.audit import AuditEvent
 from backend.models.auth import ApiToken, AuthSession, RefreshToken
 from backend.models.chat import Conversation, Message
@@ -11,8 +12,8 @@ from backend.models.training import TrainingCheckpoint, TrainingJob, TrainingMet
 from backend.models.user import Role, User
 
 __all__ = [
-    "ApiToken", "AuditEvent", "AuthSession", "CompareBatch", "CompareResult", "CompareRun", "CompareVote",
-    "Conversation", "Dataset", "DatasetVersion", "Message", "Prompt", "PromptVersion", "Provider", "ProviderModel",
-    "RefreshToken",
-    "Role", "TrainingCheckpoint", "TrainingJob", "TrainingMetric", "Upload", "UsageRecord", "User",
+    "ApiToken", "AppSetting", "AuditEvent", "AuthSession", "CompareBatch", "CompareResult", "CompareRun",
+    "CompareVote", "Conversation", "Dataset", "DatasetVersion", "Message", "Prompt", "PromptVersion", "Provider",
+    "ProviderModel", "RefreshToken", "Role", "SystemSample", "TrainingCheckpoint",
+    "TrainingJob", "TrainingMetric", "Upload", "UsageRecord", "User",
 ]

@@ -38,12 +38,17 @@ class User(UserBase, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
+    # Per-user overrides of the admin settings' defaults (None: the default; 0: no limit).
+    rate_limit_per_minute: int | None = None
+    daily_token_quota: int | None = None
 
 
 class UserPublic(UserBase):
     id: int
     created_at: datetime
     last_login_at: datetime | None = None
+    rate_limit_per_minute: int | None = None
+    daily_token_quota: int | None = None
 
 
 class Credentials(SQLModel):
@@ -69,6 +74,9 @@ class UserUpdate(SQLModel):
     role: Role | None = None
     disabled: bool | None = None
     password: str | None = None
+    # Limits: a number overrides the default (0: none); null goes back to the default.
+    rate_limit_per_minute: int | None = Field(default=None, ge=0)
+    daily_token_quota: int | None = Field(default=None, ge=0)
 
 
 class ProfileUpdate(SQLModel):

@@ -19,7 +19,7 @@ from backend.models.base import utcnow
 from backend.models.user import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Role, User
 from backend.security import passwords, tokens
 from backend.security.ratelimit import FailureLimiter, make_failure_limiter
-from backend.services import audit, events
+from backend.services import audit, events, settings_store
 
 WRONG_CREDENTIALS = N_("Wrong username or password")
 SESSION_EXPIRED = N_("Your session has expired; please sign in again")
@@ -60,7 +60,7 @@ def user_count(session: Session) -> int:
 
 def registration_open(session: Session) -> bool:
     """Open when the settings allow it, and always while there is no user at all (the first becomes admin)."""
-    return get_settings().allow_registration or user_count(session) == 0
+    return settings_store.load(session).allow_registration or user_count(session) == 0
 
 
 def get_user_by_name(session: Session, username: str) -> User | None:
@@ -74,7 +74,7 @@ def register(session: Session, *, username: str, password: str, ip: str | None =
         raise Forbidden("Registration is closed; ask an administrator for an account")
     if get_user_by_name(session, username) is not None:
         raise Conflict("The username {username} is taken", username=username)
-    role = Role.admin if user_count(session) == 0 else Role.user
+    role = Role.admin if user_count(session) == 0 else settings_store.load(session).default_role
     user = User(username=username, password_hash=passwords.hash_password(password), role=role)
     session.add(user)
     session.flush()

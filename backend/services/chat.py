@@ -30,7 +30,7 @@ from backend.models.chat import (
     MessagePublic,
 )
 from backend.models.user import Role, User
-from backend.services import inference, providers
+from backend.services import inference, limits, providers
 from backend.services.answers import LiveAnswer
 
 log = logging.getLogger(__name__)
@@ -259,6 +259,7 @@ def _prepare(*, user: User, conversation_id: int, content: str | None, model: st
         if not model_ref:
             raise Invalid("Choose a model first")
         resolved = providers.resolve_model(session, model_ref=model_ref)
+        limits.check(session, user=user, kind="chat")  # 429 past the user's rate or daily token quota
         stored = messages_of(session, conversation.id)  # type: ignore[arg-type]
         if edit_of is not None:
             cut = next((i for i, m in enumerate(stored) if m.id == edit_of and m.role == "user"), None)

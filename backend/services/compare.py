@@ -37,7 +37,7 @@ from backend.models.compare import (
     ModelAverages,
 )
 from backend.models.user import Role, User
-from backend.services import audit, inference, providers, ratings
+from backend.services import audit, inference, limits, providers, ratings
 from backend.services.answers import LiveAnswer
 from backend.services.chat import clean_params
 
@@ -106,6 +106,7 @@ def _prepare(session: Session, *, user: User, data: CompareRequest, batch_id: in
         raise Invalid("A blind comparison takes exactly two models")
     params = clean_params(data.params)
     resolved = [providers.resolve_model(session, model_ref=m) for m in models]
+    limits.check(session, user=user, kind="compare")  # 429 past the user's rate or daily token quota
     if data.blind:
         random.shuffle(resolved)  # which side a model lands on must tell nothing
     run = CompareRun(user_id=user.id, batch_id=batch_id, prompt=prompt, system_prompt=(data.system or "").strip()  # type: ignore[arg-type]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+
 from sqlmodel import Session, col, func, select
 
 from backend.errors import Conflict, NotFound
 from backend.models.base import utcnow
+from backend.models.dataset import Dataset
+from backend.models.training import JobStatus, TrainingJob
 from backend.models.user import Language, Role, User, UserUpdate
 from backend.security import passwords
-from backend.services import audit
-from backend.services.auth import revoke_all_sessions, validate_password
+from backend.services import audit, datasets, limits, training
+from backend.services.auth import revoke_all_sessions, validate_password, validate_username
+
+LIMIT_FIELDS = ("rate_limit_per_minute", "daily_token_quota")
 
 
 def list_users(session: Session, *, search: str | None = None) -> list[User]:
@@ -32,9 +38,11 @@ def _active_admins(session: Session) -> int:
 
 
 def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpdate, ip: str | None = None) -> User:
-    """An admin changes role, disabled state or password. Disabling ends every session and open page at once."""
+    """An admin changes role, disabled state, password or limits. Disabling ends every session and open page at
+    once. A limit set to a number overrides the default (0: none); set to null, the default applies again."""
     user = get_user(session, user_id=user_id)
     data = changes.model_dump(exclude_unset=True, exclude_none=True)
+    limit_changes = {k: v for k, v in changes.model_dump(exclude_unset=True).items() if k in LIMIT_FIELDS}
     loses_admin = user.role == Role.admin and not user.disabled and (
         data.get("role", Role.admin) != Role.admin or data.get("disabled", False)
     )
@@ -50,6 +58,10 @@ def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpd
     if "password" in data:
         user.password_hash = passwords.hash_password(validate_password(data["password"]))
         detail["password"] = "reset"
+    for name, value in limit_changes.items():
+        if getattr(user, name) != value:
+            detail[name] = {"from": getattr(user, name), "to": value}
+            setattr(user, name, value)
     user.updated_at = utcnow()
     session.add(user)
     audit.record(session, action="user.update", user=actor, target=f"user:{user.id} {user.username}", ip=ip,
@@ -57,7 +69,51 @@ def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpd
     session.commit()
     if detail.get("disabled") is True or "password" in detail:
         revoke_all_sessions(session, user_id=user.id, reason="disabled" if user.disabled else "password_reset")  # type: ignore[arg-type]
+    if limit_changes:
+        limits.clear_cache(user.id)
     return user
+
+
+def create_user(session: Session, *, actor: User, username: str, password: str, role: Role = Role.user,
+                ip: str | None = None) -> User:
+    """An admin creates an account (registration may be closed)."""
+    username = validate_username(username)
+    validate_password(password)
+    if session.exec(select(User).where(User.username == username)).first() is not None:
+        raise Conflict("The username {username} is taken", username=username)
+    user = User(username=username, password_hash=passwords.hash_password(password), role=role)
+    session.add(user)
+    session.flush()
+    audit.record(session, action="user.create", user=actor, target=f"user:{user.id} {user.username}", ip=ip,
+                 detail={"role": role.value})
+    session.commit()
+    return user
+
+
+def delete_user(session: Session, *, actor: User, user_id: int, ip: str | None = None) -> None:
+    """Delete an account and what it owns. The foreign keys' ON DELETE CASCADE delete its conversations (with
+    their messages), comparisons, votes and batches, datasets (with versions) and uploads, prompts (with versions),
+    training jobs (with metrics and checkpoints), sign-in sessions and API tokens; their files go here too.
+    Usage records and audit events stay (they name no foreign key), so that statistics keep adding up.
+    Refused for yourself, for the last active administrator, and while one of their training jobs runs."""
+    user = get_user(session, user_id=user_id)
+    if user.id == actor.id:
+        raise Conflict("You cannot delete your own account")
+    if user.role == Role.admin and not user.disabled and _active_admins(session) <= 1:
+        raise Conflict("At least one active administrator must remain")
+    jobs = session.exec(select(TrainingJob).where(TrainingJob.user_id == user.id)).all()
+    if any(job.status in (JobStatus.queued, JobStatus.running) for job in jobs):
+        raise Conflict("{name} has a queued or running training job; cancel it first", name=user.username)
+    job_dirs = [training.job_dir(job) for job in jobs]
+    dataset_ids = session.exec(select(Dataset.id).where(Dataset.user_id == user.id)).all()
+    revoke_all_sessions(session, user_id=user.id, reason="deleted")  # type: ignore[arg-type]  # open pages go
+    audit.record(session, action="user.delete", user=actor, target=f"user:{user.id} {user.username}", ip=ip,
+                 detail={"datasets": len(dataset_ids), "training_jobs": len(jobs)})
+    session.delete(user)
+    session.commit()
+    for path in [*(datasets.datasets_dir() / str(i) for i in dataset_ids), *job_dirs]:
+        shutil.rmtree(path, ignore_errors=True)
+    limits.clear_cache(user_id)
 
 
 def set_language(session: Session, *, user: User, language: Language) -> User:
