@@ -8,7 +8,7 @@ from nicegui import APIRouter, app, ui
 from backend.errors import DomainError
 from backend.i18n import LANGUAGES
 from backend.models.user import PASSWORD_MIN_LENGTH, Language, User
-from backend.services import auth, users
+from backend.services import auth, limits, users
 from pages.guard import page_user
 from pages.service import call, query, show_error
 from ui.frame import frame
@@ -25,6 +25,7 @@ def profile_page(request: Request) -> None:
     ip = request.client.host if request.client else None
     with frame(_("Profile")):
         _account_card(user)
+        _limits_card(user)
         _password_card(user, session_id, ip)
         _tokens_card(user, ip)
 
@@ -51,6 +52,20 @@ def _account_card(user: User) -> None:
             ui.select(LANGUAGES, value=user.language.value, on_change=change_language).mark("profile-language").props(
                 'dense outlined aria-label="Language"'
             ).classes("w-40")
+
+
+def _limits_card(user: User) -> None:
+    """The user's request rate and what is left of today's tokens (set by administrators)."""
+    status = query(limits.quota_status, user=user)
+    with section(_("Limits"), icon="speed"), ui.grid(columns="auto 1fr").classes("gap-x-6 gap-y-1 items-center"):
+        ui.label(_("Requests a minute")).classes("text-secondary")
+        ui.label(f"{status.rate_limit_per_minute:,}" if status.rate_limit_per_minute else _("no limit"))
+        ui.label(_("Tokens today")).classes("text-secondary")
+        if status.daily_token_quota:
+            ui.label(_("{remaining} of {quota} left; resets {time}", remaining=f"{status.remaining_today:,}",
+                       quota=f"{status.daily_token_quota:,}", time=format_time(status.resets_at))).mark("quota-left")
+        else:
+            ui.label(_("{used} used; no daily quota", used=f"{status.used_today:,}")).mark("quota-left")
 
 
 def _password_card(user: User, session_id: str | None, ip: str | None) -> None:

@@ -42,6 +42,15 @@ def set_sign_out_handler(handler: Callable[[], Awaitable[None]]) -> None:
     _sign_out = handler
 
 
+_admin_banner: Callable[[], None] | None = None
+
+
+def set_admin_banner(show: Callable[[], None]) -> None:
+    """The page layer draws what administrators see above every page (system alerts, from the admin console)."""
+    global _admin_banner
+    _admin_banner = show
+
+
 async def _sign_out_clicked() -> None:
     if _sign_out is not None:
         await _sign_out()
@@ -113,6 +122,8 @@ def frame(title: str, *, fill: bool = False) -> Iterator[ui.column]:
                     with ui.item_section():
                         ui.item_label(_(item.label))
     drawer_button.on_click(drawer.toggle)
+    if is_admin and _admin_banner is not None:
+        _admin_banner()
 
     if fill:
         with ui.column().classes("lp-fill w-full gap-0") as content:

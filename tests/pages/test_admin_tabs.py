@@ -1,0 +1,151 @@
+"""The admin console's tabs: users (create, limits, delete), usage, system, audit, settings; the alert banner;
+the profile's limits; a plain user is refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from nicegui.testing import User
+
+from backend.db import session_scope
+from backend.models import UsageRecord
+from backend.models.admin import AdminSettingsUpdate
+from backend.services import auth, monitor, settings_store
+from tests.pages.conftest import gone, notified, see, signed_up
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for work done off the event loop (a refresh after a filter changed)."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+def _add_usage(username: str, *rows: tuple[str, int, int, str]) -> None:
+    with session_scope() as session:
+        user = auth.get_user_by_name(session, username)
+        assert user is not None
+        session.add_all([UsageRecord(user_id=user.id, model=model, source="chat", input_tokens=i, output_tokens=o,
+                                     total_ms=100, status=status) for model, i, o, status in rows])
+        session.commit()
+
+
+async def test_a_plain_user_sees_no_admin_console(user: User, create_user) -> None:
+    await signed_up(user, "root")
+    bob = create_user()
+    await signed_up(bob, "bob")
+    await bob.open("/admin?tab=audit")
+    await see(bob, "Administrators only")
+    await bob.should_not_see(marker="tab-audit")
+
+
+async def test_create_a_user_set_their_limits_and_delete_them(user: User) -> None:
+    await signed_up(user, "root")
+    await user.open("/admin")
+    user.find(marker="new-user").click()
+    await see(user, marker="new-username")
+    user.find(marker="new-username").type("carol")
+    user.find(marker="new-user-password").type("carol password 1")
+    user.find(marker="create-user").click()
+    await notified(user, "carol created")
+    await see(user, marker="delete-carol")
+
+    user.find(marker="edit-limits-carol").click()
+    await see(user, marker="limit-rate")
+    user.find(marker="limit-rate").type("7")
+    user.find(marker="limit-quota").type("5000")
+    user.find(marker="save-limits").click()
+    await notified(user, "Limits saved")
+    await see(user, "Limits: 7 requests a minute, 5,000 tokens a day")
+    with session_scope() as session:
+        carol = auth.get_user_by_name(session, "carol")
+        assert carol is not None and (carol.rate_limit_per_minute, carol.daily_token_quota) == (7, 5000)
+
+    user.find(marker="delete-root").click()  # yourself: refused
+    await see(user, content="Delete root?")
+    user.find(marker="confirm-ok").click()
+    await notified(user, "You cannot delete your own account")
+
+    user.find(marker="delete-carol").click()
+    await see(user, content="conversations, comparisons, datasets, uploads, prompts, training jobs and API tokens")
+    user.find(marker="confirm-ok").click()
+    await notified(user, "carol deleted")
+    await gone(user, "delete-carol")
+
+
+async def test_usage_by_user_and_model_with_a_chart_and_csv(user: User) -> None:
+    await signed_up(user, "root")
+    _add_usage("root", ("acme/one", 10, 5, "ok"), ("acme/one", 20, 0, "error"), ("acme/two", 1, 2, "ok"))
+    await user.open("/admin?tab=usage")
+    await see(user, marker="usage-chart")
+    table = user.find(marker="usage-table").elements.pop()
+    assert [(r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["errors"]) for r in table.rows] == [
+        ("root", 3, 31, 7, 1)]
+    user.find(marker="usage-by").elements.pop().set_value("model")
+    await until(lambda: len(table.rows) == 2)
+    assert [(r["key"], r["requests"]) for r in table.rows] == [("acme/one", 2), ("acme/two", 1)]
+    user.find(marker="usage-csv").click()
+    exported = (await user.download.next(timeout=5)).text
+    assert exported.splitlines()[0] == "model,requests,input_tokens,output_tokens,errors,avg_latency_ms"
+    assert "acme/one,2,30,5,1,100.0" in exported
+
+
+async def test_system_tab_shows_the_machine(user: User) -> None:
+    await signed_up(user, "root")
+    with session_scope() as session:
+        monitor.take_sample(session)
+    await user.open("/admin?tab=system")
+    await see(user, "Portal process")
+    await see(user, marker="no-gpu")  # this machine has none
+    await see(user, marker="system-history")
+    await see(user, "No training job is running.")
+
+
+async def test_audit_tab_filters_and_pages(user: User) -> None:
+    await signed_up(user, "root")
+    await user.open("/admin?tab=audit")
+    await see(user, marker="audit-table")
+    table = user.find(marker="audit-table").elements.pop()
+    await until(lambda: bool(table.rows))
+    assert {r["action"] for r in table.rows} >= {"auth.register", "auth.login"}
+    user.find(marker="audit-search").type("register")
+    await until(lambda: {r["action"] for r in table.rows} == {"auth.register"})
+    assert {r["action"] for r in table.rows} == {"auth.register"}
+    await see(user, "1–1 of 1")
+    user.find(marker="audit-csv").click()
+    exported = (await user.download.next(timeout=5)).text
+    assert exported.splitlines()[0] == "time,user,action,target,ip,detail" and "auth.register" in exported
+
+
+async def test_settings_close_registration_and_raise_an_alert_banner(user: User, create_user) -> None:
+    await signed_up(user, "root")
+    await user.open("/admin?tab=settings")
+    user.find(marker="allow-registration").click()
+    user.find(marker="default-rate").clear().type("30")
+    user.find(marker="save-settings").click()
+    await notified(user, "Settings saved")
+    with session_scope() as session:
+        saved = settings_store.load(session)
+        assert (saved.allow_registration, saved.rate_limit_per_minute) == (False, 30)
+        settings_store.update(session, actor=auth.get_user_by_name(session, "root"),  # type: ignore[arg-type]
+                              changes=AdminSettingsUpdate(alert_memory_percent=0.1))
+        monitor.take_sample(session)
+    await user.open("/")
+    await see(user, marker="alert-banner")
+    await see(user, content="Memory at")
+    visitor = create_user()
+    await visitor.open("/register")
+    await see(visitor, "Registration is closed")
+
+
+async def test_the_profile_shows_what_is_left_of_the_quota(user: User) -> None:
+    await signed_up(user, "root")
+    with session_scope() as session:
+        root = auth.get_user_by_name(session, "root")
+        settings_store.update(session, actor=root, changes=AdminSettingsUpdate(daily_token_quota=1000))  # type: ignore[arg-type]
+    _add_usage("root", ("acme/one", 100, 50, "ok"))
+    await user.open("/profile")
+    await see(user, content="850 of 1,000 left")
