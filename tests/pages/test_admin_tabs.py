@@ -149,3 +149,24 @@ async def test_the_profile_shows_what_is_left_of_the_quota(user: User) -> None:
     _add_usage("root", ("acme/one", 100, 50, "ok"))
     await user.open("/profile")
     await see(user, content="850 of 1,000 left")
+
+
+async def test_a_limit_reached_in_chat_is_a_notification(user: User, openai_upstream) -> None:
+    from backend.services import inference
+    from tests.fakes import reply
+    from tests.pages.conftest import signed_up_with_models
+
+    await signed_up_with_models(user, openai_upstream, "root")
+    with session_scope() as session:
+        root = auth.get_user_by_name(session, "root")
+        settings_store.update(session, actor=root, changes=AdminSettingsUpdate(rate_limit_per_minute=1))  # type: ignore[arg-type]
+    openai_upstream.script.set(reply("Hello."))
+    await user.open("/chat")
+    await see(user, marker="composer")
+    user.find(marker="composer").type("one")
+    user.find(marker="send").click()
+    await see(user, "Hello.")
+    user.find(marker="composer").type("two")
+    user.find(marker="send").click()
+    await notified(user, "Rate limit of 1 requests a minute reached")
+    await inference.flush_usage()
