@@ -19,6 +19,7 @@ from pages.guard import page_user
 from pages.service import call, error_text, query, show_error
 from ui.frame import frame
 from ui.i18n import _
+from ui.training import MetricCharts, loss_comparison
 from ui.widgets import confirm, format_time, section
 
 router = APIRouter()
@@ -162,6 +163,8 @@ class JobList:
                 "unelevated").mark("new-job")
         jobs = query(training.list_public, user=self.user)
         self.shown = self.signature(jobs)
+        if len(jobs) > 1:
+            compare_picker(jobs, [])
         self.job_list(jobs)
         ui.timer(REFRESH_SECONDS, self.poll)
 
@@ -466,6 +469,52 @@ class Wizard:
         ui.navigate.to(f"/training/{job.id}")
 
 
+# --- several jobs' loss curves ------------------------------------------------------------------------------------
+
+
+def compare_picker(jobs: list[TrainingJobPublic], chosen: list[int]) -> None:
+    """Choose jobs and open their loss curves overlaid."""
+    options = {j.id: f"{j.name} (#{j.id})" for j in jobs}
+    with ui.row().classes("w-full items-center gap-2 no-wrap"):
+        picker = ui.select(options, value=[i for i in chosen if i in options], multiple=True,
+                           label=_("Compare the loss curves of")).props("outlined dense use-chips").classes(
+            "grow min-w-0").mark("compare-jobs")
+
+        def open_comparison() -> None:
+            if not picker.value:
+                ui.notify(_("Choose the jobs to compare"), type="warning", position="top")
+                return
+            ui.navigate.to("/training/compare?jobs=" + ",".join(str(i) for i in picker.value))
+
+        ui.button(_("Compare"), icon="stacked_line_chart", on_click=open_comparison).props("outline").mark(
+            "compare-open")
+
+
+@router.page("/training/compare")
+def compare_page(request: Request, jobs: str = "") -> None:
+    user = page_user(request)
+    wanted = [int(part) for part in jobs.split(",") if part.strip().isdigit()]
+    with frame(_("Compare training runs")):
+        with ui.row().classes("w-full items-center"):
+            ui.button(_("Back to the jobs"), icon="arrow_back", on_click=lambda: ui.navigate.to("/training")).props(
+                "flat dense")
+        mine = query(training.list_public, user=user)
+        compare_picker(mine, wanted)
+        curves: dict[str, list[MetricPublic]] = {}
+        for job in mine:
+            if job.id in wanted:
+                curves[f"{job.name} (#{job.id})"] = query(training.metrics, user=user, job_id=job.id)
+        if not curves:
+            ui.label(_("Choose the jobs whose loss curves to show on one chart.")).classes(
+                "text-secondary").mark("compare-empty")
+            return
+        with ui.card().classes("w-full"):
+            loss_comparison(curves)
+        if any(m.eval_loss is not None for rows in curves.values() for m in rows):
+            with ui.card().classes("w-full"):
+                loss_comparison(curves, field="eval_loss")
+
+
 # --- a job --------------------------------------------------------------------------------------------------------
 
 
@@ -496,6 +545,9 @@ class JobView:
             ui.button(_("Back to the jobs"), icon="arrow_back", on_click=lambda: ui.navigate.to("/training")).props(
                 "flat dense")
         self.summary()
+        self.metrics = query(training.metrics, user=self.user, job_id=self.job.id)
+        with section(_("Charts"), icon="show_chart"):
+            self.charts = MetricCharts(self.metrics)
         with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-2 gap-4"):
             with section(_("Log"), icon="article"):
                 # ui.log keeps the newest line in view as lines arrive.
@@ -512,14 +564,14 @@ class JobView:
         self.timer = ui.timer(REFRESH_SECONDS, self.poll)
 
     def load(self) -> None:
-        self.metrics = query(training.metrics, user=self.user, job_id=self.job.id)
         self.show_log(query(training.read_log, user=self.user, job_id=self.job.id))
         self.metric_table.refresh()
 
     async def poll(self) -> None:
         try:
             job = await call(training.read_job, user=self.user, job_id=self.job.id)
-            since = self.metrics[-1].step if self.metrics else None
+            # The last step shown is asked for again: an evaluation may have joined it since.
+            since = self.metrics[-1].step - 1 if self.metrics else None
             new = await call(training.metrics, user=self.user, job_id=self.job.id, since_step=since)
             log = await call(training.read_log, user=self.user, job_id=self.job.id)
         except DomainError:  # deleted meanwhile
@@ -530,9 +582,10 @@ class JobView:
         if changed:
             self.summary.refresh()
             self.checkpoint_list.refresh()
-        if new:
+        if new and new != self.metrics[-len(new):]:
             self.metrics = [m for m in self.metrics if m.step < new[0].step] + new
             self.metric_table.refresh()
+            self.charts.extend(new)
         self.show_log(log)
 
     def show_log(self, text: str) -> None:

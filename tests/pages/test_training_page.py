@@ -4,6 +4,8 @@ tails its log and metrics live. The dispatcher is off here: jobs stay where the 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from nicegui.testing import User
 from sqlmodel import select
+from transformers import TrainerCallback
 
 from backend.db import session_scope
 from backend.models import TrainingJob
@@ -18,6 +21,7 @@ from backend.models import User as UserRow
 from backend.models.base import utcnow
 from backend.models.training import JobStatus, TrainingJobCreate
 from backend.services import training
+from jobs.worker import run_job
 from tests.pages.conftest import notified, register, see, sign_out, signed_up
 from tests.training.tiny import build_model, chat_rows, write_dataset
 
@@ -164,6 +168,99 @@ async def test_a_job_page_tails_its_log_and_metrics(no_dispatch: None, user: Use
     await see(user, "Step 2")
     table = next(iter(user.find(marker="metrics").elements))
     assert [row["loss"] for row in table.rows] == ["1.2345", "2.3456"]  # newest first
+    assert chart_points(user, "loss") == [[[1, 2.3456], [2, 1.2345]], []]
+
+    # An evaluation joining the step already shown reaches the loss chart too.
+    with session_scope() as session:
+        training.record_metric(session, job_id=job_id, step=2, values={"eval_loss": 1.5})
+    for _ in range(100):
+        if chart_points(user, "loss")[1]:
+            break
+        await asyncio.sleep(0.05)
+    assert chart_points(user, "loss") == [[[1, 2.3456], [2, 1.2345]], [[2, 1.5]]]
+    assert chart_points(user, "learning_rate") == [[[1, 1e-4], [2, 9e-5]]]
+
+
+def chart_points(user: User, name: str) -> list[list[list[float]]]:
+    chart = next(iter(user.find(marker=f"chart-{name}").elements))
+    return [series["data"] for series in chart.options["series"]]  # type: ignore[attr-defined]
+
+
+class PauseAt(TrainerCallback):
+    """Holds the run after step N until the test lets it go on."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.reached = threading.Event()
+        self.go_on = threading.Event()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step:
+            self.reached.set()
+            self.go_on.wait(timeout=120)
+
+
+async def wait_until(condition: Any, what: str, *, seconds: float = 120) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never {what}")
+
+
+async def test_the_charts_grow_while_a_tiny_run_trains(no_dispatch: None, user: User, tiny_model: Path) -> None:
+    await signed_up(user, "alice")
+    body = TrainingJobCreate(name="live", base_model=str(tiny_model), dataset_id=dataset_for("alice"),
+                             params={"max_steps": 8, "save_steps": 4, "logging_steps": 1, "batch_size": 2,
+                                     "grad_accum": 1, "max_length": 64, "learning_rate": 1e-2})
+    with session_scope() as session:
+        job_id = training.create_job(session, user=account("alice"), data=body).id
+    assert job_id is not None
+    await user.open(f"/training/{job_id}")
+    await see(user, marker="charts")
+    assert chart_points(user, "loss") == [[], []]
+
+    pause = PauseAt(4)
+    run = asyncio.create_task(asyncio.to_thread(run_job, job_id, callbacks=[pause]))
+    try:
+        await wait_until(pause.reached.is_set, "reached step 4")
+        # Mid-run, without a reload: the first steps are drawn and the progress bar shows where the run is.
+        await wait_until(lambda: len(chart_points(user, "loss")[0]) >= 3, "drew the first steps")
+        assert [p[0] for p in chart_points(user, "loss")[0]][:3] == [1, 2, 3]
+        await see(user, content=" of 8 · ETA ")  # progress is written at most once a second: the step may lag
+    finally:
+        pause.go_on.set()
+        status = await run
+    assert status == JobStatus.succeeded
+    await see(user, "Done in 8 steps")
+    await wait_until(lambda: len(chart_points(user, "loss")[0]) == 8, "drew every step")
+    steps = [p[0] for p in chart_points(user, "loss")[0]]
+    assert steps == list(range(1, 9))
+    assert len(chart_points(user, "grad_norm")[0]) == 8
+    assert all(p[1] > 0 for p in chart_points(user, "tokens_per_s")[0])
+
+
+async def test_the_loss_curves_of_several_jobs_are_compared(no_dispatch: None, user: User, tiny_model: Path) -> None:
+    await signed_up(user, "alice")
+    dataset = dataset_for("alice")
+    first = queued_job("alice", tiny_model, dataset, name="first")
+    second = queued_job("alice", tiny_model, dataset, name="second")
+    with session_scope() as session:
+        for job_id, losses in ((first, (2.0, 1.5, 1.0)), (second, (2.5, 2.0))):
+            for step, loss in enumerate(losses, start=1):
+                training.record_metric(session, job_id=job_id, step=step, values={"loss": loss})
+    await user.open("/training")
+    await see(user, marker="compare-jobs")
+    set_value(user, "compare-jobs", [first, second])
+    user.find(marker="compare-open").click()
+    await see(user, "Compare training runs")
+    await see(user, marker="compare-loss")
+    chart = next(iter(user.find(marker="compare-loss").elements))
+    series = {s["name"]: s["data"] for s in chart.options["series"]}  # type: ignore[attr-defined]
+    assert series == {f"first (#{first})": [[1, 2.0], [2, 1.5], [3, 1.0]], f"second (#{second})": [[1, 2.5], [2, 2.0]]}
+
+    await user.open("/training/compare?jobs=")
+    await see(user, marker="compare-empty")
 
 
 async def test_someone_elses_job_is_not_found(no_dispatch: None, user: User, tiny_model: Path) -> None:
