@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     default_daily_token_quota: int = Field(default=0, ge=0)  # input + output tokens per user and UTC day; 0: none
     monitor_sample_seconds: int = Field(default=60, ge=5)  # how often the system monitor keeps a sample
 
+    # SwanLab: every training run logs there ("local": under DATA_DIR/swanlab; "disabled": not at all). Its dashboard
+    # (`swanlab watch`) runs as a managed process on a host and port of its own; `swanlab_url` is the address a browser
+    # reaches it at when that is not http://host:port (behind a proxy).
+    swanlab_mode: str = "local"
+    swanlab_host: str = "127.0.0.1"
+    swanlab_port: int = Field(default=5092, ge=1, le=65535)
+    swanlab_url: str = ""
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

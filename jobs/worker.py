@@ -29,7 +29,7 @@ from backend.config import get_settings
 from backend.models.base import utcnow
 from backend.models.dataset import DatasetVersion
 from backend.models.training import JobStatus, TrainingJob
-from backend.services import datasets, training
+from backend.services import datasets, tracking, training
 from jobs.recipes import train
 
 log = logging.getLogger("jobs.worker")
@@ -107,6 +107,29 @@ class PortalCallback(TrainerCallback):
         log.info("checkpoint at step %d", state.global_step)
 
 
+def tracking_callbacks(job: TrainingJob) -> list[TrainerCallback]:
+    """SwanLab's transformers callback in local mode (its run starts with the training); none when tracking is off.
+    Not `report_to="swanlab"`: that crashes in transformers unless a SwanLab run was started first."""
+    options = tracking.run_options(name=f"{job.name} #{job.id}", description=f"{job.method} of {job.base_model}")
+    if not options:
+        return []
+    os.environ.pop("SWANLAB_PROJECT", None)  # SwanLab reads SWANLAB_PROJECT_NAME; this one crashes `swanlab.init`
+    from swanlab.integration.transformers import SwanLabCallback
+
+    return [SwanLabCallback(**options)]
+
+
+def finish_tracking(*, state: str, error: str | None = None) -> None:
+    """Close the SwanLab run if one was started (the callback leaves it open after training)."""
+    import swanlab
+
+    try:
+        swanlab.get_run()
+    except RuntimeError:  # tracking off, or the run failed before training began
+        return
+    swanlab.finish(state=state, error=error)  # type: ignore[arg-type]
+
+
 def run_spec(job: TrainingJob, version: DatasetVersion) -> train.RunSpec:
     params = training.clean_params(job.params, method=job.method)
     if params["eval_ratio"] is not None:
@@ -148,14 +171,16 @@ def run_job(job_id: int, *, stop: threading.Event | None = None,
         log.info("job %d %r: %s of %s on dataset %s v%d, %s", job_id, job.name, job.method, spec.base_model,
                  job.dataset_id, job.dataset_version, "resuming" if spec.resume else "from the start")
         log.info("parameters: %s", spec.params)
-        result = train.run(spec, callbacks=[PortalCallback(job, stop), *callbacks])
+        result = train.run(spec, callbacks=[PortalCallback(job, stop), *tracking_callbacks(job), *callbacks])
     except Exception as error:
         traceback.print_exc()
+        finish_tracking(state="crashed", error=f"{type(error).__name__}: {error}")
         with db.session_scope() as session:
             training.finish_job(session, job_id=job_id, status=JobStatus.failed,
                                 error=f"{type(error).__name__}: {error}")
         return JobStatus.failed
     status = JobStatus.cancelled if result.stopped else JobStatus.succeeded
+    finish_tracking(state="aborted" if result.stopped else "success")
     with db.session_scope() as session:
         training.finish_job(session, job_id=job_id, status=status, step=result.step,
                             output=None if result.stopped else result.output, merged=result.merged)

@@ -16,6 +16,7 @@ from backend.api import (
     health,
     prompts,
     providers,
+    swanlab,
     training,
     uploads,
 )
@@ -28,7 +29,8 @@ API_PATHS = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json")
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (health, auth, providers, conversations, compare, prompts, uploads, datasets, training, admin):
+    for module in (health, auth, providers, conversations, compare, prompts, uploads, datasets, training, admin,
+                   swanlab):
         router.include_router(module.router)
     return router
 
