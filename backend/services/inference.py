@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -38,21 +39,29 @@ log = logging.getLogger(__name__)
 
 _CLIENT_CACHE_SIZE = 64
 # (event loop, kind, config) → client: connections are reused between calls, which keeps the time to the
-# first token down; a changed key or URL is a different config, hence a new client.
-_clients: OrderedDict[tuple[int, str, ProviderConfig], BaseClient] = OrderedDict()
+# first token down; a changed key or URL is a different config, hence a new client. A client belongs to the loop it
+# was made on (its connections do), so the loop is kept (weakly) with it and checked: a loop's id may be reused.
+_clients: OrderedDict[tuple[int, str, ProviderConfig],
+                      tuple[weakref.ref[asyncio.AbstractEventLoop], BaseClient]] = OrderedDict()
+_closing: set[asyncio.Task[None]] = set()
 
 
 def client_for(kind: str, config: ProviderConfig) -> BaseClient:
-    key = (id(asyncio.get_running_loop()), kind, config)
-    client = _clients.get(key)
-    if client is None:
-        client = make_client(kind, config)
-        _clients[key] = client
-        while len(_clients) > _CLIENT_CACHE_SIZE:
-            _, old = _clients.popitem(last=False)
-            asyncio.get_running_loop().create_task(old.aclose())
-    else:
+    loop = asyncio.get_running_loop()
+    key = (id(loop), kind, config)
+    entry = _clients.get(key)
+    if entry is not None and entry[0]() is loop:
         _clients.move_to_end(key)
+        return entry[1]
+    client = make_client(kind, config)
+    _clients[key] = (weakref.ref(loop), client)
+    _clients.move_to_end(key)
+    while len(_clients) > _CLIENT_CACHE_SIZE:
+        _, (owner, old) = _clients.popitem(last=False)
+        if owner() is loop:  # the client of another loop cannot be closed from here; its loop has most likely ended
+            task = loop.create_task(old.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
     return client
 
 
