@@ -14,7 +14,7 @@ from backend.errors import DomainError
 from backend.i18n import N_
 from backend.models.training import METHODS, JobStatus, MetricPublic, TrainingJobCreate, TrainingJobPublic
 from backend.models.user import Role, User
-from backend.services import datasets, devices, training
+from backend.services import datasets, devices, tracking, training
 from pages.guard import page_user
 from pages.service import call, error_text, query, show_error
 from ui.frame import frame
@@ -167,6 +167,8 @@ class JobList:
             compare_picker(jobs, [])
         self.job_list(jobs)
         ui.timer(REFRESH_SECONDS, self.poll)
+        if self.user.role == Role.admin:
+            SwanLabAdmin(self.user, self.ip).build()
 
     @staticmethod
     def signature(jobs: list[TrainingJobPublic]) -> list[tuple[Any, ...]]:
@@ -220,6 +222,91 @@ class JobList:
             if job.status == JobStatus.succeeded:
                 ui.label(_("Done in {steps} steps · output {path}", steps=job.step,
                            path=job.output_path or "—")).classes("text-caption text-positive lp-token")
+
+
+# --- SwanLab -------------------------------------------------------------------------------------------------------
+
+
+def dashboard_address(status: tracking.DashboardStatus, request: Request) -> str:
+    """The dashboard's address as this browser reaches it: a dashboard listening on every interface is on the host
+    the browser reached the portal at."""
+    if status.url.startswith(("http://0.0.0.0:", "http://[::]:")) and request.url.hostname:
+        return f"http://{request.url.hostname}:{status.url.rsplit(':', 1)[1]}"
+    return status.url
+
+
+class SwanLabAdmin:
+    """For admins on the job list: whether the SwanLab dashboard runs, where, and start and stop."""
+
+    def __init__(self, user: User, ip: str | None) -> None:
+        self.user = user
+        self.ip = ip
+
+    def build(self) -> None:
+        with section(_("SwanLab dashboard"), icon="dashboard"):
+            ui.label(_("Every run logs to SwanLab in local mode. Its dashboard runs as a process of the portal on a "
+                       "port of its own; job pages embed it.")).classes("text-caption text-secondary")
+            self.panel(query(tracking.read_dashboard, user=self.user))
+
+    @ui.refreshable_method
+    def panel(self, status: tracking.DashboardStatus) -> None:
+        with ui.row().classes("w-full items-center gap-2"):
+            if status.mode == "disabled":
+                ui.badge(_("disabled"), color="grey-7").mark("swanlab-status")
+            elif status.running:
+                ui.badge(_("running"), color="positive").mark("swanlab-status")
+                ui.link(status.url, status.url, new_tab=True).classes("lp-token").mark("swanlab-url")
+            else:
+                ui.badge(_("stopped"), color="grey-7").mark("swanlab-status")
+            ui.space()
+            if status.running:
+                ui.button(_("Stop"), icon="stop", on_click=self.stop).props("outline color=negative").mark(
+                    "swanlab-stop")
+            elif status.mode != "disabled":
+                ui.button(_("Start"), icon="play_arrow", on_click=self.start).props("unelevated").mark(
+                    "swanlab-start")
+        ui.label(_("Runs in {path} · dashboard at {url}", path=status.log_dir, url=status.url)).classes(
+            "text-caption text-secondary lp-token")
+
+    async def start(self) -> None:
+        await self.act(tracking.start_dashboard, _("The SwanLab dashboard is running"))
+
+    async def stop(self) -> None:
+        await self.act(tracking.stop_dashboard, _("The SwanLab dashboard is stopped"))
+
+    async def act(self, action: Any, done: str) -> None:
+        try:
+            status = await call(action, user=self.user, ip=self.ip)
+        except DomainError as error:
+            show_error(error)
+            return
+        ui.notify(done, type="positive", position="top")
+        self.panel.refresh(status)
+
+
+def swanlab_view(status: tracking.DashboardStatus, request: Request, *, admin: bool) -> None:
+    """The SwanLab dashboard in a frame, or why it is not there."""
+    if status.running:
+        address = dashboard_address(status, request)
+        with ui.row().classes("w-full items-center gap-2"):
+            ui.label(_("SwanLab's own view of the runs: open this job's run in the list on the left.")).classes(
+                "text-caption text-secondary")
+            ui.space()
+            ui.link(_("Open in a new tab"), address, new_tab=True).classes("text-caption")
+        ui.element("iframe").props(f'src="{address}" title="SwanLab"').classes(
+            "w-full h-[640px] rounded border-0").mark("swanlab-frame")
+        return
+    with ui.row().classes("w-full items-center gap-2 no-wrap").mark("swanlab-off"):
+        ui.icon("info", size="1.4rem").classes("text-secondary")
+        if status.mode == "disabled":
+            ui.label(_("SwanLab tracking is disabled on this portal (SWANLAB_MODE=disabled).")).classes(
+                "text-secondary")
+        elif admin:
+            ui.label(_("The SwanLab dashboard is not running. Start it in the SwanLab section of the Training "
+                       "page.")).classes("text-secondary")
+        else:
+            ui.label(_("The SwanLab dashboard is not running; an administrator can start it. The charts above "
+                       "show this run meanwhile.")).classes("text-secondary")
 
 
 # --- the wizard ---------------------------------------------------------------------------------------------------
@@ -500,9 +587,10 @@ def compare_page(request: Request, jobs: str = "") -> None:
                 "flat dense")
         mine = query(training.list_public, user=user)
         compare_picker(mine, wanted)
+        by_id = {job.id: job for job in mine}
         curves: dict[str, list[MetricPublic]] = {}
-        for job in mine:
-            if job.id in wanted:
+        for job_id in wanted:  # in the order asked for: the colours follow it
+            if (job := by_id.get(job_id)) is not None:
                 curves[f"{job.name} (#{job.id})"] = query(training.metrics, user=user, job_id=job.id)
         if not curves:
             ui.label(_("Choose the jobs whose loss curves to show on one chart.")).classes(
@@ -529,14 +617,15 @@ def job_page(request: Request, job_id: int) -> None:
             ui.link(_("Back to the jobs"), "/training")
         return
     with frame(job.name):
-        JobView(user, request.client.host if request.client else None, job).build()
+        JobView(user, request.client.host if request.client else None, job, request).build()
 
 
 class JobView:
-    def __init__(self, user: User, ip: str | None, job: TrainingJobPublic) -> None:
+    def __init__(self, user: User, ip: str | None, job: TrainingJobPublic, request: Request) -> None:
         self.user = user
         self.ip = ip
         self.job = job
+        self.request = request
         self.metrics: list[MetricPublic] = []
         self.log_text = ""
 
@@ -548,6 +637,8 @@ class JobView:
         self.metrics = query(training.metrics, user=self.user, job_id=self.job.id)
         with section(_("Charts"), icon="show_chart"):
             self.charts = MetricCharts(self.metrics)
+        with section(_("SwanLab"), icon="dashboard"):
+            swanlab_view(tracking.status(), self.request, admin=self.user.role == Role.admin)
         with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-2 gap-4"):
             with section(_("Log"), icon="article"):
                 # ui.log keeps the newest line in view as lines arrive.

@@ -33,6 +33,14 @@ def no_overflow(page: Any, what: str, width: int) -> None:
     assert overflow <= 0, f"the {what} is {overflow} px too wide at {width} px"
 
 
+def charts_drawn(page: Any, count: int = 4) -> None:
+    """ECharts draws on canvases: wait until every chart has one with a size."""
+    page.wait_for_function(f"""() => {{
+        const canvases = [...document.querySelectorAll('canvas')].filter(c => c.width > 0 && c.height > 0);
+        return canvases.length >= {count};
+    }}""")
+
+
 def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, screenshots_dir: Path,
                                                  tmp_path: Path) -> None:
     model = build_model(tmp_path / "tiny-qwen2")
@@ -63,6 +71,8 @@ def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, s
         page.get_by_text("succeeded", exact=True).wait_for(timeout=RUN_TIMEOUT_MS)
         page.get_by_text("Done in 60 steps").wait_for()
         page.get_by_text("checkpoint at step 60").first.wait_for()  # the log, tailed live
+        charts_drawn(page)
+        page.get_by_text("The SwanLab dashboard is not running.").wait_for()
         settle(page)
         shots.append(screenshots_dir / "training-job-desktop.png")
         page.screenshot(path=str(shots[-1]), full_page=True)
@@ -96,10 +106,18 @@ def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, s
                 no_overflow(page, "wizard", viewport["width"])
                 page.goto(portal.url(f"/training/{job['id']}"))
                 page.get_by_text("Done in 60 steps").wait_for()
+                charts_drawn(page)
                 settle(page)
                 shots.append(screenshots_dir / "training-job-phone.png")
                 page.screenshot(path=str(shots[-1]), full_page=True)
                 no_overflow(page, "job page", viewport["width"])
+    with signed_in_admin(browser, portal, VIEWPORTS[0][1]) as page:
+        page.goto(portal.url(f"/training/compare?jobs={job['id']},{created['id']}"))
+        page.get_by_text("Compare training runs").first.wait_for()
+        charts_drawn(page, count=1)
+        settle(page)
+        shots.append(screenshots_dir / "training-compare-desktop.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
     for shot in shots:
         assert_screenshot(shot)
     # Leave no worker behind: the cancelled one stops at its first step.

@@ -5,22 +5,26 @@ tails its log and metrics live. The dispatcher is off here: jobs stay where the 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from nicegui.testing import User
 from sqlmodel import select
 from transformers import TrainerCallback
 
+from backend.config import reset_settings
 from backend.db import session_scope
 from backend.models import TrainingJob
 from backend.models import User as UserRow
 from backend.models.base import utcnow
 from backend.models.training import JobStatus, TrainingJobCreate
-from backend.services import training
+from backend.services import tracking, training
 from jobs.worker import run_job
 from tests.pages.conftest import notified, register, see, sign_out, signed_up
 from tests.training.tiny import build_model, chat_rows, write_dataset
@@ -275,3 +279,58 @@ async def test_someone_elses_job_is_not_found(no_dispatch: None, user: User, tin
     await see(user, "No such training job")
     await user.open("/training")
     await see(user, "No training jobs yet.")
+
+
+@pytest.fixture
+def dashboard_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    monkeypatch.setenv("SWANLAB_PORT", str(port))
+    reset_settings()
+    yield port
+    tracking.stop()  # never leave a dashboard behind
+
+
+async def test_an_admin_runs_the_swanlab_dashboard_and_job_pages_embed_it(
+        no_dispatch: None, user: User, tiny_model: Path, dashboard_port: int) -> None:
+    await signed_up(user, "root")  # the first account is the admin
+    job_id = queued_job("root", tiny_model, dataset_for("root"))
+    await user.open(f"/training/{job_id}")
+    await see(user, content="The SwanLab dashboard is not running. Start it in the SwanLab section")
+
+    await user.open("/training")
+    await see(user, "SwanLab dashboard")
+    await see(user, "stopped")
+    user.find(marker="swanlab-start").click()
+    await notified(user, "The SwanLab dashboard is running")
+    await see(user, marker="swanlab-stop")
+    url = f"http://127.0.0.1:{dashboard_port}"
+    assert httpx.get(url + "/", timeout=10).status_code == 200
+
+    await user.open(f"/training/{job_id}")
+    await see(user, marker="swanlab-frame")
+    frame_element = next(iter(user.find(marker="swanlab-frame").elements))
+    assert frame_element.tag == "iframe" and frame_element.props["src"] == url
+
+    await user.open("/training")
+    await see(user, marker="swanlab-stop")
+    user.find(marker="swanlab-stop").click()
+    await notified(user, "The SwanLab dashboard is stopped")
+    await see(user, marker="swanlab-start")
+    assert not tracking.status().running
+
+
+async def test_a_user_sees_why_the_dashboard_is_missing(no_dispatch: None, user: User, tiny_model: Path) -> None:
+    await signed_up(user, "root")
+    await user.open("/profile")
+    sign_out(user)
+    await see(user, "No account yet?")
+    await register(user, "bob")
+    await see(user, "Welcome, bob")
+    job_id = queued_job("bob", tiny_model, dataset_for("bob"))
+    await user.open("/training")
+    await see(user, marker=f"job-{job_id}")
+    user.should_not_see("SwanLab dashboard")
+    await user.open(f"/training/{job_id}")
+    await see(user, content="The SwanLab dashboard is not running; an administrator can start it.")
