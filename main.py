@@ -12,7 +12,7 @@ import pages
 from backend import api
 from backend.config import get_settings
 from backend.db import init_db, session_scope
-from backend.services import auth, chat, compare
+from backend.services import auth, chat, compare, inference
 from jobs import scheduler
 from pages import guard
 
@@ -39,6 +39,7 @@ def create_app() -> None:
     # The training queue's dispatcher lives in the running event loop; workers outlive a stop (found again on start).
     app.on_startup(scheduler.start)
     app.on_shutdown(scheduler.stop)
+    app.on_shutdown(inference.close_clients)  # upstream connections belong to this loop
 
 
 if __name__ in {"__main__", "__mp_main__"}:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +25,7 @@ from backend.api import (
 )
 from backend.api.errors import ApiErrorsAsJson, install_error_handlers
 from backend.i18n import negotiate, request_language
+from backend.services import inference
 
 API_PREFIX = "/api/v1"
 API_PATHS = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json")
@@ -62,9 +66,15 @@ def install(app: FastAPI) -> None:
     app.add_middleware(RequestLanguage)
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await inference.close_clients()  # upstream connections belong to this loop: closed with it
+
+
 def create_api_app() -> FastAPI:
     app = FastAPI(title="LLM Portal API", version="1", docs_url="/docs", redoc_url="/redoc",
-                  openapi_url="/openapi.json")
+                  openapi_url="/openapi.json", lifespan=_lifespan)
     install(app)
     return app
 

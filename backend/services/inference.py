@@ -65,6 +65,19 @@ def client_for(kind: str, config: ProviderConfig) -> BaseClient:
     return client
 
 
+async def close_clients() -> None:
+    """Close the clients made on the running event loop (at shutdown): their connections belong to it, and a client
+    left open would try to close itself later on whatever loop then runs."""
+    loop = asyncio.get_running_loop()
+    for key, (owner, client) in list(_clients.items()):
+        if owner() is loop:
+            del _clients[key]
+            try:
+                await client.aclose()
+            except Exception:  # closing is best effort; a failure here must not stop the shutdown
+                log.exception("could not close the client for %s", key[2].name)
+
+
 def build_request(
     resolved: ResolvedModel,
     messages: list[dict[str, str]],

@@ -17,7 +17,7 @@ async def client_of(i: int):
     return inference.client_for("openai", config(i))
 
 
-def test_a_full_cache_drops_the_clients_of_finished_loops_without_closing_them(monkeypatch, caplog,
+def test_clients_are_closed_with_their_loop(monkeypatch, caplog,
                                                                               openai_upstream) -> None:
     monkeypatch.setattr(inference, "_clients", type(inference._clients)())
 
@@ -25,11 +25,12 @@ def test_a_full_cache_drops_the_clients_of_finished_loops_without_closing_them(m
         client = inference.client_for("openai", ProviderConfig(name=f"p{i}", base_url=openai_upstream.base_url,
                                                                api_key="test-key"))
         await client.list_models()
+        await inference.close_clients()  # as the portal does at shutdown: its connections belong to this loop
 
     for i in range(inference._CLIENT_CACHE_SIZE + 10):  # each on a loop of its own that then ends, like tests do
         asyncio.run(used_client(i % 3))
     gc.collect()
-    assert len(inference._clients) == inference._CLIENT_CACHE_SIZE
+    assert len(inference._clients) == 0  # each closed and forgotten with its loop
     assert "Event loop is closed" not in caplog.text
 
 
