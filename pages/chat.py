@@ -268,22 +268,7 @@ class ChatView:
         usage = message.usage or {}
         view.finish(status=message.status, model=message.model, output_tokens=usage.get("output_tokens"),
                     ttft_ms=message.ttft_ms, total_ms=message.total_ms, reasoning_ms=message.reasoning_ms)
-        view.status.clear()
-        with view.status:
-            if message.status == "error":
-                with ui.row().classes("lp-answer-error w-full items-center gap-2 no-wrap").mark("answer-error"):
-                    ui.icon("error_outline", color="negative")
-                    ui.label(message.error or _("The model failed to answer")).classes("grow")
-                    if last:
-                        ui.button(_("Retry"), icon="refresh", on_click=self.regenerate).props(
-                            "flat dense color=negative").mark("retry")
-            elif message.status == "cancelled":
-                ui.label(_("Stopped: the answer ends here.")).classes("text-caption text-secondary")
-            elif message.status == "interrupted":
-                ui.label(_("Interrupted: the portal stopped while this answer was being written.")).classes(
-                    "text-caption text-warning")
-            elif message.status == "streaming":  # being written by another instance of the portal
-                ui.label(_("Still being written; reload to see more.")).classes("text-caption text-secondary")
+        view.show_outcome(message.status, message.error, retry=self.regenerate if last else None)
         view.actions.clear()
         with view.actions:
             self._action("content_copy", _("Copy"), lambda: copy_to_clipboard(view.text), f"copy-{message.id}")

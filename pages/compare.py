@@ -218,17 +218,7 @@ class RunView:
         view.show_metrics(metrics_line(ttft_ms=result.ttft_ms, total_ms=result.total_ms,
                                        output_tokens=result.output_tokens, estimated=False,
                                        tokens_per_s=result.tokens_per_s, finished=True))
-        answer.status.clear()
-        with answer.status:
-            if result.status == "error":
-                with ui.row().classes("lp-answer-error w-full items-center gap-2 no-wrap").mark("column-error"):
-                    ui.icon("error_outline", color="negative")
-                    ui.label(result.error or _("The model failed to answer")).classes("grow")
-            elif result.status == "cancelled":
-                ui.label(_("Stopped: the answer ends here.")).classes("text-caption text-secondary")
-            elif result.status == "interrupted":
-                ui.label(_("Interrupted: the portal stopped while this answer was being written.")).classes(
-                    "text-caption text-warning")
+        answer.show_outcome(result.status, result.error, error_marker="column-error")
 
     async def _all_finished(self, comparison: compare.Comparison) -> None:
         if self.run_id != comparison.run_id:

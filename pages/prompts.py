@@ -459,24 +459,16 @@ class PlaygroundView:
         with self.answer_box, ui.card().classes("w-full gap-2"):
             ui.label(_("Answer of {model}", model=self.run.model)).classes("text-subtitle2")
             view = AnswerView(streaming=True).mark("playground-answer")
-            status = ui.column().classes("w-full")
         self._running(True)
-        self.listener = background_tasks.create(self._follow(self.run, view, status))
+        self.listener = background_tasks.create(self._follow(self.run, view))
 
-    async def _follow(self, live: prompts.PlaygroundRun, view: AnswerView, status: ui.column) -> None:
+    async def _follow(self, live: prompts.PlaygroundRun, view: AnswerView) -> None:
         try:
             await view.follow(live.events())
             metrics = live.metrics
             view.finish(status=live.status, model=live.model, output_tokens=metrics.output_tokens or None,
                         ttft_ms=metrics.ttft_ms, total_ms=metrics.total_ms, reasoning_ms=live.reasoning_ms())
-            with status:
-                if live.status == "error":
-                    with ui.row().classes("lp-answer-error w-full items-center gap-2 no-wrap").mark(
-                            "playground-error"):
-                        ui.icon("error_outline", color="negative")
-                        ui.label(live.error or _("The model failed to answer")).classes("grow")
-                elif live.status == "cancelled":
-                    ui.label(_("Stopped: the answer ends here.")).classes("text-caption text-secondary")
+            view.show_outcome(live.status, live.error, error_marker="playground-error")
         finally:
             if self.run is live:
                 self._running(False)

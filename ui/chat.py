@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import markdown2
 import nh3
@@ -226,6 +226,27 @@ class AnswerView(ui.column):
             self.thoughts.set_value(False)
         self.metrics.set_text(metrics_text(model=model, output_tokens=output_tokens, ttft_ms=ttft_ms,
                                            total_ms=total_ms))
+
+    def show_outcome(self, status: str, error: str | None = None, *, error_marker: str = "answer-error",
+                     retry: Callable[[], Any] | None = None) -> None:
+        """Say how the answer ended, when not simply done: the provider's error (with a retry button when there is
+        something to retry), stopped by the user, interrupted by a restart, or still being written elsewhere."""
+        self.status.clear()
+        with self.status:
+            if status == "error":
+                with ui.row().classes("lp-answer-error w-full items-center gap-2 no-wrap").mark(error_marker):
+                    ui.icon("error_outline", color="negative")
+                    ui.label(error or _("The model failed to answer")).classes("grow")
+                    if retry is not None:
+                        ui.button(_("Retry"), icon="refresh", on_click=retry).props("flat dense color=negative").mark(
+                            "retry")
+            elif status == "cancelled":
+                ui.label(_("Stopped: the answer ends here.")).classes("text-caption text-secondary")
+            elif status == "interrupted":
+                ui.label(_("Interrupted: the portal stopped while this answer was being written.")).classes(
+                    "text-caption text-warning")
+            elif status == "streaming":  # being written by another instance of the portal
+                ui.label(_("Still being written; reload to see more.")).classes("text-caption text-secondary")
 
     def stop_rendering(self) -> None:
         self._throttle.cancel()
