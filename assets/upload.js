@@ -86,7 +86,8 @@
             body: chunk, signal: this.controller.signal,
             headers: { "Upload-Offset": String(this.offset), "Content-Type": "application/offset+octet-stream" },
           });
-          if (response.status === 409 || response.status === 423) { // out of step: ask where the server is
+          if (response.status === 409 || response.status === 423) { // out of step, or an older request still
+            await new Promise((resolve) => setTimeout(resolve, 500)); // writing: ask where the server is, calmly
             await this.sync();
             continue;
           }
