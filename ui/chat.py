@@ -32,7 +32,6 @@ ALLOWED_CLASSES = {"div": {"codehilite"}, "span": {c for c in STANDARD_TYPES.val
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 
 
-@lru_cache(maxsize=1024)
 def render_markdown(text: str) -> str:
     """Model output → HTML that is safe to show: raw HTML in the text is escaped (shown as written, never run),
     then the result goes through an allow-list sanitizer. A code block still open while streaming is closed
@@ -42,6 +41,13 @@ def render_markdown(text: str) -> str:
     html = markdown2.markdown(text, extras=MARKDOWN_EXTRAS, safe_mode="escape")
     return nh3.clean(html, tags=ALLOWED_TAGS, allowed_classes=ALLOWED_CLASSES, url_schemes={"http", "https", "mailto"},
                      link_rel="noopener noreferrer nofollow", set_tag_attribute_values={"a": {"target": "_blank"}})
+
+
+@lru_cache(maxsize=512)
+def render_stored_markdown(text: str) -> str:
+    """`render_markdown` for text that no longer changes (stored answers, shown again on every visit). A streaming
+    answer's partial texts are never asked for twice, so they do not go through this cache."""
+    return render_markdown(text)
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +109,7 @@ class MarkdownView(ui.html):
     """Model output rendered on the server (sanitized there, not by the browser)."""
 
     def __init__(self, text: str = "") -> None:
-        super().__init__(render_markdown(text), sanitize=False)
+        super().__init__(render_stored_markdown(text), sanitize=False)
         self.classes("lp-markdown")
         self.text = text
 
