@@ -253,19 +253,15 @@ class DatasetList:
         new_box.set_visibility(False)
         toggle.on_click(lambda: new_box.set_visibility(not new_box.visible))
         self.box = ui.column().classes("w-full gap-2")
-        self._show(query(self._load))
+        self._show(query(datasets.list_public, user=self.user))
 
     @staticmethod
     async def _saved(dataset_id: int) -> None:
         ui.navigate.to(f"/datasets/{dataset_id}")
 
-    def _load(self, session: Any) -> list[DatasetPublic]:
-        found = datasets.list_datasets(session, user=self.user, q=self.search or None)
-        return [datasets.dataset_public(session, d) for d in found]
-
     async def _searched(self, event: Any) -> None:
         self.search = (event.value or "").strip()
-        self._show(await call(self._load))
+        self._show(await call(datasets.list_public, user=self.user, q=self.search or None))
 
     def _show(self, items: list[DatasetPublic]) -> None:
         self.box.clear()

@@ -129,7 +129,7 @@ def _inspect(user: User, body: DatasetFromUpload | None, file: UploadFile | None
 
 @router.get("")
 def list_datasets(user: CurrentUser, session: SessionDep, q: str | None = None) -> dict[str, list[DatasetPublic]]:
-    return {"data": [datasets.dataset_public(session, d) for d in datasets.list_datasets(session, user=user, q=q)]}
+    return {"data": datasets.list_public(session, user=user, q=q)}
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)

@@ -321,6 +321,19 @@ def dataset_public(session: Session, dataset: Dataset, *, with_versions: bool = 
         versions=[version_public(v) for v in versions] if with_versions else None)
 
 
+def list_public(session: Session, *, user: User, q: str | None = None) -> list[DatasetPublic]:
+    """`list_datasets` as the list shows it, with owners and row counts read in two queries, not two per dataset."""
+    found = list_datasets(session, user=user, q=q)
+    owners = {u.id: u.username for u in session.exec(select(User).where(
+        col(User.id).in_({d.user_id for d in found})))}
+    rows = {(v.dataset_id, v.version): v.rows for v in session.exec(select(DatasetVersion).where(
+        col(DatasetVersion.dataset_id).in_([d.id for d in found])))}
+    return [DatasetPublic(
+        id=d.id, name=d.name, description=d.description, format=d.format, shared=d.shared,  # type: ignore[arg-type]
+        owner=owners.get(d.user_id, "?"), version=d.latest_version, rows=rows.get((d.id, d.latest_version), 0),  # type: ignore[arg-type]
+        created_at=d.created_at, updated_at=d.updated_at) for d in found]
+
+
 def created_public(dataset: Dataset, version: DatasetVersion, report: Report) -> DatasetCreated:
     return DatasetCreated(id=dataset.id, name=dataset.name, version=version.version, format=version.format,  # type: ignore[arg-type]
                           rows=version.rows, skipped=version.skipped,
