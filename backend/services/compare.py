@@ -376,13 +376,20 @@ async def start_batch(*, user: User, models: Sequence[str], prompts: Sequence[st
     _batches[batch_id] = job
     job.task = asyncio.get_running_loop().create_task(
         _run_batch(job, user=user, models=chosen, prompts=texts, system=system, params=params,
-                   limit=asyncio.Semaphore(concurrency)))
+                   concurrency=concurrency))
     return job
 
 
 async def _run_batch(job: BatchJob, *, user: User, models: list[str], prompts: list[str], system: str | None,
-                     params: dict[str, Any], limit: asyncio.Semaphore) -> None:
+                     params: dict[str, Any], concurrency: int) -> None:
+    limit = asyncio.Semaphore(concurrency)  # calls in flight, shared by every column of every prompt
+    prompts_in_flight = asyncio.Semaphore(concurrency)  # a prompt is stored only when its calls can soon start
+
     async def one(prompt: str) -> None:
+        async with prompts_in_flight:
+            await answer(prompt)
+
+    async def answer(prompt: str) -> None:
         comparison = await start_compare(user=user, data=CompareRequest(prompt=prompt, models=models, system=system,
                                                                         params=params),
                                          batch_id=job.batch_id, limit=limit, least=1)
@@ -391,7 +398,7 @@ async def _run_batch(job: BatchJob, *, user: User, models: list[str], prompts: l
         job.done += 1
 
     try:
-        # Prompts are started in order; `limit` (shared by every column) keeps the calls in flight bounded.
+        # Prompts are taken in order, a few at a time; `limit` (shared by every column) bounds the calls in flight.
         await asyncio.gather(*(one(p) for p in prompts))
         job.status = "done"
     except asyncio.CancelledError:
