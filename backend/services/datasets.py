@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, delete, or_, select
 
 from backend.config import get_settings
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
@@ -293,8 +293,9 @@ def delete_dataset(session: Session, *, user: User, dataset_id: int, ip: str | N
     jobs = sum(check(session, dataset_id) for check in IN_USE_CHECKS)
     if jobs:
         raise Conflict("{count} training jobs use this dataset; delete or finish them first", count=jobs)
-    for version in versions_of(session, dataset_id):
-        session.delete(version)
+    # One statement, before the dataset's own: the unit of work (no relationship between the two) could otherwise
+    # delete the dataset first, the database cascade take the versions, and its own deletes then find nothing.
+    session.exec(delete(DatasetVersion).where(col(DatasetVersion.dataset_id) == dataset_id))  # type: ignore[call-overload]
     session.delete(dataset)
     audit.record(session, action="dataset.delete", user=user, target=f"dataset:{dataset_id}", ip=ip,
                  detail={"name": dataset.name})

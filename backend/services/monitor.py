@@ -168,6 +168,10 @@ def active_alerts(session: Session) -> list[Alert]:
     return found
 
 
+# A threshold an admin just changed shows (or hides) the banner on the next page, not five seconds later.
+settings_store.on_change(_banner_cache.clear)
+
+
 def send_webhook(url: str, payload: dict[str, Any]) -> bool:
     """POST `payload` as JSON; a failure is logged (an alert must not stop the monitor)."""
     try:

@@ -69,6 +69,7 @@ async def test_stop_one_column_and_the_others_go_on(comparing: User, openai_upst
     comparing.find(marker="stop-column-1").click()  # the slow model's own stop button
     await see(comparing, "Stopped: the answer ends here.")
     await see(comparing, content="v19")  # the other column finished
+    await see(comparing, marker="export-csv")  # and both results are stored
     chat, slow = results()
     assert chat.status == "done" and slow.status == "cancelled" and "w99" not in slow.text
 

@@ -331,6 +331,6 @@ async def test_a_user_sees_why_the_dashboard_is_missing(no_dispatch: None, user:
     job_id = queued_job("bob", tiny_model, dataset_for("bob"))
     await user.open("/training")
     await see(user, marker=f"job-{job_id}")
-    user.should_not_see("SwanLab dashboard")
+    await user.should_not_see("SwanLab dashboard")
     await user.open(f"/training/{job_id}")
     await see(user, content="The SwanLab dashboard is not running; an administrator can start it.")
