@@ -28,6 +28,7 @@ from backend import db
 from backend.config import get_settings
 from backend.models.base import utcnow
 from backend.models.dataset import DatasetVersion
+from backend.models.tracking import SwanLabMode
 from backend.models.training import JobStatus, TrainingJob
 from backend.services import datasets, tracking, training
 from jobs.recipes import train
@@ -107,16 +108,59 @@ class PortalCallback(TrainerCallback):
         log.info("checkpoint at step %d", state.global_step)
 
 
+class CloudRunLink(TrainerCallback):
+    """Notes where the run is in the SwanLab cloud, for the job page (after SwanLab's callback started the run)."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = output_dir
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        import swanlab
+
+        try:
+            url = swanlab.get_run().url
+        except (RuntimeError, ValueError):  # no run, or not an online one
+            return
+        path = tracking.cloud_link_file(self.output_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(url + "\n", encoding="utf-8")
+        log.info("SwanLab run: %s", url)
+
+
+def cloud_login(login: tracking.CloudLogin) -> bool:
+    """Log in to the SwanLab server in this process, the key kept in memory (not in the environment, which child
+    processes inherit); False when that fails."""
+    import requests
+    import swanlab
+    from swanlab.exceptions import AuthenticationError
+
+    try:
+        swanlab.login(api_key=login.api_key, host=login.host, relogin=True, save=False)
+    except (AuthenticationError, requests.RequestException) as error:
+        log.warning("SwanLab cloud login at %s failed (%s): this run logs locally instead", login.host, error)
+        return False
+    return True
+
+
 def tracking_callbacks(job: TrainingJob) -> list[TrainerCallback]:
-    """SwanLab's transformers callback in local mode (its run starts with the training); none when tracking is off.
-    Not `report_to="swanlab"`: that crashes in transformers unless a SwanLab run was started first."""
-    options = tracking.run_options(name=f"{job.name} #{job.id}", description=f"{job.method} of {job.base_model}")
+    """SwanLab's transformers callback (its run starts with the training) in the mode admins chose: local, or the
+    cloud after a login (local when the login fails: a run is not lost to a tracking server); none when tracking is
+    off. Not `report_to="swanlab"`: that crashes in transformers unless a SwanLab run was started first."""
+    name, description = f"{job.name} #{job.id}", f"{job.method} of {job.base_model}"
+    with db.session_scope() as session:
+        options = tracking.run_options(session, name=name, description=description)
+        if options.login is not None and not cloud_login(options.login):
+            options = tracking.run_options(session, name=name, description=description, mode=SwanLabMode.local)
     if not options:
         return []
     os.environ.pop("SWANLAB_PROJECT", None)  # SwanLab reads SWANLAB_PROJECT_NAME; this one crashes `swanlab.init`
     from swanlab.integration.transformers import SwanLabCallback
 
-    return [SwanLabCallback(**options)]
+    callbacks: list[TrainerCallback] = [SwanLabCallback(**options.callback)]
+    if options.login is not None:
+        callbacks.append(CloudRunLink(job.output_dir))
+    return callbacks
 
 
 def finish_tracking(*, state: str, error: str | None = None) -> None:
