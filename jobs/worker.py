@@ -26,6 +26,7 @@ from transformers.utils import logging as transformers_logging
 
 from backend import db
 from backend.config import get_settings
+from backend.errors import Invalid
 from backend.models.base import utcnow
 from backend.models.dataset import DatasetVersion
 from backend.models.tracking import SwanLabMode
@@ -149,7 +150,11 @@ def tracking_callbacks(job: TrainingJob) -> list[TrainerCallback]:
     off. Not `report_to="swanlab"`: that crashes in transformers unless a SwanLab run was started first."""
     name, description = f"{job.name} #{job.id}", f"{job.method} of {job.base_model}"
     with db.session_scope() as session:
-        options = tracking.run_options(session, name=name, description=description)
+        try:
+            options = tracking.run_options(session, name=name, description=description)
+        except Invalid as error:  # cloud mode, but the key cannot be used (SECRET_KEY changed)
+            log.warning("SwanLab cloud mode: %s; this run logs locally instead", error)
+            options = tracking.run_options(session, name=name, description=description, mode=SwanLabMode.local)
         if options.login is not None and not cloud_login(options.login):
             options = tracking.run_options(session, name=name, description=description, mode=SwanLabMode.local)
     if not options:

@@ -73,11 +73,10 @@ class ConnectionResult:
 
 
 def default_mode() -> SwanLabMode:
-    """`SWANLAB_MODE` from the environment: what applies while an admin saved none."""
-    try:
-        return SwanLabMode(get_settings().swanlab_mode.strip().lower())
-    except ValueError:
-        return SwanLabMode.local
+    """`SWANLAB_MODE` from the environment (`local` or `disabled`: the cloud needs a key, which only admins save):
+    what applies while an admin saved no mode."""
+    disabled = get_settings().swanlab_mode.strip().lower() == SwanLabMode.disabled
+    return SwanLabMode.disabled if disabled else SwanLabMode.local
 
 
 def normalize_host(value: str | None) -> str:

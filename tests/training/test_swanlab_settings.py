@@ -85,6 +85,9 @@ def test_the_environment_decides_until_an_admin_saves(admin: User, monkeypatch: 
         monkeypatch.setenv("SWANLAB_MODE", "disabled")
         reset_settings()
         assert swanlab_settings.load(session).mode == SwanLabMode.disabled
+        monkeypatch.setenv("SWANLAB_MODE", "cloud")  # not from the environment: the key is an admin setting
+        reset_settings()
+        assert swanlab_settings.load(session).mode == SwanLabMode.local
     assert save(admin, mode="local").mode == SwanLabMode.local  # saved: the environment no longer decides
     with db.session_scope() as session:
         assert tracking.status(session).mode == "local"
@@ -273,6 +276,19 @@ def test_a_run_whose_cloud_login_fails_logs_locally(admin: User, dataset_id: int
     assert "sk-revoked-meanwhile" not in caplog.text
     assert len(list(tracking.log_dir().glob("run-*"))) == 1  # the run is not lost
     assert tracking.cloud_run_url(job_of(job_id).output_dir) is None
+
+
+def test_a_key_the_worker_cannot_decrypt_means_a_local_run(admin: User, dataset_id: int, tiny_model: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    save(admin, mode="cloud", api_key=KEY)
+    monkeypatch.setenv("SECRET_KEY", "another secret key than the one the key was saved with")
+    reset_settings()
+    job = job_of(new_job(admin, dataset_id, tiny_model, max_steps=2))
+    with caplog.at_level(logging.WARNING, logger="jobs.worker"):
+        callbacks = worker.tracking_callbacks(job)
+    assert [c._init_kwargs["mode"] for c in callbacks] == ["local"]  # type: ignore[attr-defined]
+    assert "cannot be decrypted" in caplog.text and "logs locally instead" in caplog.text
 
 
 def test_the_run_link_is_noted_for_the_job_page(admin: User, dataset_id: int, tiny_model: Path,
