@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     training_poll_seconds: float = Field(default=5.0, gt=0)  # how often the queue is looked at
     training_scheduler: bool = True  # false on all but one instance of a deployment: one queue dispatcher
 
+    # Deployed models (`transformers serve`, one process each, on 127.0.0.1): how many may run at once, the device
+    # ("auto": a GPU when there is one; "cpu"; "cuda:1"), and how long merging and loading may take.
+    deploy_max: int = Field(default=2, ge=1)
+    deploy_device: str = "auto"
+    deploy_start_timeout: float = Field(default=900.0, gt=0)
+
     # Admin console: the first values of settings that admins then change in the portal (stored in the database).
     default_role: str = "user"  # the role of newly registered users
     default_rate_limit_per_minute: int = Field(default=0, ge=0)  # requests a minute per user; 0: none

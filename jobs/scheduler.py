@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.models.training import JobStatus, TrainingJob
-from backend.services import devices, training
+from backend.services import deployments, devices, training
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,13 @@ async def tick() -> None:
         log.exception("training queue tick failed")
 
 
+async def deployments_tick() -> None:
+    try:
+        await asyncio.to_thread(deployments.watch)
+    except Exception:  # the next tick tries again
+        log.exception("deployments tick failed")
+
+
 def poke() -> None:
     """Look at the queue now (a job was queued), from any thread."""
     scheduler = _scheduler
@@ -177,6 +184,9 @@ def start() -> AsyncIOScheduler | None:
     # Admin console (issue 10): the system monitor's sample a minute; the function lives in backend/services/monitor.py.
     scheduler.add_job("backend.services.monitor:sample_job", "interval", seconds=settings.monitor_sample_seconds,
                       id="system-monitor", next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
+    # Deployed models (issue 8): servers adopted or restarted at the first look, then followed to running or failed.
+    scheduler.add_job(deployments_tick, "interval", seconds=settings.training_poll_seconds, id="deployments",
+                      next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
     scheduler.start()
     training.on_queue_changed(poke)
     _scheduler = scheduler
@@ -188,4 +198,5 @@ def stop() -> None:
     global _scheduler
     if _scheduler is not None and _scheduler.running:
         _scheduler.shutdown(wait=False)
+        deployments.stop_servers()  # started again by the next portal (they stay `running` in the database)
     _scheduler = None

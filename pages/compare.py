@@ -134,6 +134,11 @@ class RunView:
             if isinstance(carried, dict):
                 self.prompt.set_value(carried.get("prompt") or "")
                 self.system.set_value(carried.get("system") or "")
+                # A deployed model's Compare button (pages/deployments.py) carries the model, to compare with others.
+                chosen = [m for m in carried.get("models") or [] if m in options]
+                if chosen:
+                    others = [m for m in options if m not in chosen]
+                    self.picker.set_value((chosen + others)[:2] if len(options) >= 2 else chosen)
             with ui.row().classes("w-full items-center gap-2"):
                 self.run_button = ui.button(_("Run"), icon="play_arrow", on_click=self.run).props(
                     "unelevated color=primary").mark("run-compare")

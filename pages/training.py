@@ -15,6 +15,7 @@ from backend.i18n import N_
 from backend.models.training import METHODS, JobStatus, MetricPublic, TrainingJobCreate, TrainingJobPublic
 from backend.models.user import Role, User
 from backend.services import datasets, devices, tracking, training
+from pages.deployments import DeploymentList, DeployPanel
 from pages.guard import page_user
 from pages.service import call, error_text, query, show_error
 from ui.frame import frame
@@ -161,6 +162,8 @@ class JobList:
                        "processes of their own.")).classes("text-secondary")
             ui.button(_("New job"), icon="add", on_click=lambda: ui.navigate.to("/training/new")).props(
                 "unelevated").mark("new-job")
+        self.deployments = DeploymentList(self.user, self.ip)
+        self.deployments.build()
         jobs = query(training.list_public, user=self.user)
         self.shown = self.signature(jobs)
         if len(jobs) > 1:
@@ -177,6 +180,7 @@ class JobList:
 
     async def poll(self) -> None:
         jobs = await call(training.list_public, user=self.user)
+        await self.deployments.poll()
         if self.signature(jobs) != self.shown:
             self.shown = self.signature(jobs)
             self.job_list.refresh(jobs)
@@ -634,6 +638,8 @@ class JobView:
             ui.button(_("Back to the jobs"), icon="arrow_back", on_click=lambda: ui.navigate.to("/training")).props(
                 "flat dense")
         self.summary()
+        self.deploy_panel = DeployPanel(self.user, self.ip, self.job)
+        self.deploy_panel.build()
         self.metrics = query(training.metrics, user=self.user, job_id=self.job.id)
         with section(_("Charts"), icon="show_chart"):
             self.charts = MetricCharts(self.metrics)
@@ -668,11 +674,14 @@ class JobView:
         except DomainError:  # deleted meanwhile
             self.timer.deactivate()
             return
+        if job is None:  # the portal is shutting down (NiceGUI's io_bound answers None then)
+            return
         changed = job.model_dump() != self.job.model_dump()
         self.job = job
         if changed:
             self.summary.refresh()
             self.checkpoint_list.refresh()
+            self.deploy_panel.job_changed(job)
         if new and new != self.metrics[-len(new):]:
             self.metrics = [m for m in self.metrics if m.step < new[0].step] + new
             self.metric_table.refresh()

@@ -15,6 +15,7 @@ from backend.api import (
     compare,
     conversations,
     datasets,
+    deployments,
     gateway,
     health,
     prompts,
@@ -33,8 +34,8 @@ API_PATHS = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json")
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (health, auth, providers, conversations, compare, prompts, uploads, datasets, training, admin,
-                   swanlab):
+    for module in (health, auth, providers, conversations, compare, prompts, uploads, datasets, training, deployments,
+                   admin, swanlab):
         router.include_router(module.router)
     return router
 

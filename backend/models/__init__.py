@@ -6,6 +6,7 @@ from backend.models.auth import ApiToken, AuthSession, RefreshToken
 from backend.models.chat import Conversation, Message
 from backend.models.compare import CompareBatch, CompareResult, CompareRun, CompareVote
 from backend.models.dataset import Dataset, DatasetVersion, Upload
+from backend.models.deployment import Deployment
 from backend.models.prompt import Prompt, PromptVersion
 from backend.models.provider import Provider, ProviderModel, UsageRecord
 from backend.models.training import TrainingCheckpoint, TrainingJob, TrainingMetric
@@ -13,7 +14,7 @@ from backend.models.user import Role, User
 
 __all__ = [
     "ApiToken", "AppSetting", "AuditEvent", "AuthSession", "CompareBatch", "CompareResult", "CompareRun",
-    "CompareVote", "Conversation", "Dataset", "DatasetVersion", "Message", "Prompt", "PromptVersion", "Provider",
-    "ProviderModel", "RefreshToken", "Role", "SystemSample", "TrainingCheckpoint",
+    "CompareVote", "Conversation", "Dataset", "DatasetVersion", "Deployment", "Message", "Prompt", "PromptVersion",
+    "Provider", "ProviderModel", "RefreshToken", "Role", "SystemSample", "TrainingCheckpoint",
     "TrainingJob", "TrainingMetric", "Upload", "UsageRecord", "User",
 ]

@@ -81,6 +81,8 @@ class ProviderModel(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     provider_id: int = Field(foreign_key="provider.id", index=True, ondelete="CASCADE")
     model_id: str = Field(max_length=200)
+    # A base URL of this model's own, before the provider's: each deployed model (`local/…`) has a server of its own.
+    endpoint: str | None = Field(default=None, max_length=500)
     display_name: str | None = Field(default=None, max_length=200)
     enabled: bool = True
     available: bool = True  # listed by the provider at the last sync

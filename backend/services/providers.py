@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,6 +36,10 @@ from backend.security.crypto import DecryptionFailed, decrypt_secret, encrypt_se
 from backend.services import audit
 from backend.services.capabilities import guess_capabilities, guess_context_length
 
+# The provider of deployed fine-tuned models (backend/services/deployments.py): the portal keeps it, each of its models
+# with a server (an endpoint) of its own. Admins may enable, rename and tune its models, not reconfigure it.
+LOCAL_PROVIDER = "local"
+
 # --- validation -----------------------------------------------------------------------------------------------
 
 
@@ -43,7 +47,15 @@ def _validate_name(name: str) -> str:
     name = name.strip()
     if not re.fullmatch(PROVIDER_NAME_PATTERN, name):
         raise Invalid("A provider name is 1 to 40 letters, digits, '.', '_' or '-' (it starts model ids: name/model)")
+    if name.lower() == LOCAL_PROVIDER:
+        raise Invalid("The name {name} is kept for deployed fine-tuned models", name=LOCAL_PROVIDER)
     return name
+
+
+def _not_managed(provider: Provider) -> None:
+    if provider.name == LOCAL_PROVIDER:
+        raise Invalid("{name} holds the deployed fine-tuned models: deploy and undeploy them on the Training page",
+                      name=LOCAL_PROVIDER)
 
 
 def _validate_kind(kind: str) -> str:
@@ -130,6 +142,8 @@ def update_provider(
     provider = get_provider(session, provider_id=provider_id)
     changes = data.model_dump(exclude_unset=True)
     detail: dict[str, Any] = {}
+    if any(changes.get(field) is not None for field in ("name", "base_url", "api_key")):
+        _not_managed(provider)
     if changes.get("name") is not None:
         name = _validate_name(changes["name"])
         if name != provider.name and _name_taken(session, name, other_than=provider.id):
@@ -158,6 +172,7 @@ def update_provider(
 
 def delete_provider(session: Session, *, actor: User, provider_id: int, ip: str | None = None) -> None:
     provider = get_provider(session, provider_id=provider_id)
+    _not_managed(provider)
     session.exec(delete(ProviderModel).where(col(ProviderModel.provider_id) == provider.id))  # type: ignore[call-overload]
     session.delete(provider)
     audit.record(session, action="provider.delete", user=actor, target=f"provider:{provider.id} {provider.name}",
@@ -191,6 +206,7 @@ async def _client(provider: Provider) -> AsyncIterator[BaseClient]:
 async def test_provider(session: Session, *, actor: User, provider_id: int, ip: str | None = None) -> TestResult:
     """Try the connection (list the models) and remember the outcome."""
     provider = get_provider(session, provider_id=provider_id)
+    _not_managed(provider)
     async with _client(provider) as client:
         result = await client.test()
     provider.last_test_at = utcnow()
@@ -208,6 +224,7 @@ async def sync_models(session: Session, *, actor: User, provider_id: int, ip: st
     """Fetch the provider's model list: new models are added (capabilities guessed), vanished ones marked
     unavailable; what admins set (enabled, names, capabilities, defaults) is kept."""
     provider = get_provider(session, provider_id=provider_id)
+    _not_managed(provider)
     async with _client(provider) as client:
         listed = await client.list_models()
     models = _merge_models(session, provider, listed)
@@ -392,8 +409,10 @@ def resolve_model(session: Session, *, model_ref: str) -> ResolvedModel:
     provider, model = _find_model(session, model_ref)
     if not (provider.enabled and model.enabled and model.available):
         raise NotFound("No model {model}; see the list of models", model=model_ref)
-    resolved = ResolvedModel(public=model_public(provider, model), config=provider_config(provider),
-                             kind=provider.kind)
+    config = provider_config(provider)
+    if model.endpoint:  # a deployed model's own server
+        config = replace(config, base_url=model.endpoint)
+    resolved = ResolvedModel(public=model_public(provider, model), config=config, kind=provider.kind)
     if len(_resolved) > 1000:
         _resolved.clear()
     _resolved[model_ref] = (time.monotonic() + _RESOLVED_TTL, resolved)

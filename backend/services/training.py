@@ -512,11 +512,18 @@ def resume_job(session: Session, *, user: User, job_id: int, ip: str | None = No
     return job
 
 
+# Called with a job about to be deleted (by itself or with its owner): refuse with a DomainError, or delete what
+# hangs on it. Deployments register theirs.
+BEFORE_DELETE: list[Callable[[Session, TrainingJob], None]] = []
+
+
 def delete_job(session: Session, *, user: User, job_id: int, ip: str | None = None) -> None:
     """A job that has ended, with its files (checkpoints, adapter, log)."""
     job = get_job(session, user=user, job_id=job_id)
     if job.status in ACTIVE:
         raise Conflict("Job {name} is {status}: cancel it first", name=job.name, status=job.status.value)
+    for check in BEFORE_DELETE:
+        check(session, job)
     folder = job_dir(job)
     audit.record(session, action="job.delete", user=user, target=f"job:{job.id}", ip=ip, detail={"name": job.name})
     for table in (TrainingMetric, TrainingCheckpoint):

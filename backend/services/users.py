@@ -104,6 +104,9 @@ def delete_user(session: Session, *, actor: User, user_id: int, ip: str | None =
     jobs = session.exec(select(TrainingJob).where(TrainingJob.user_id == user.id)).all()
     if any(job.status in (JobStatus.queued, JobStatus.running) for job in jobs):
         raise Conflict("{name} has a queued or running training job; cancel it first", name=user.username)
+    for job in jobs:
+        for check in training.BEFORE_DELETE:
+            check(session, job)
     job_dirs = [training.job_dir(job) for job in jobs]
     dataset_ids = session.exec(select(Dataset.id).where(Dataset.user_id == user.id)).all()
     revoke_all_sessions(session, user_id=user.id, reason="deleted")  # type: ignore[arg-type]  # open pages go

@@ -94,3 +94,34 @@ def write_dataset(session: Session, *, user: User, rows: list[dict[str, Any]], n
     session.add(version)
     session.commit()
     return version
+
+
+def finished_job(session: Session, *, user: User, base: Path, name: str = "Support bot v1",
+                 method: str = "lora") -> int:
+    """A job that succeeded, with what training leaves: a LoRA adapter on `base` (untrained: its B matrices are
+    zero), or for "full" the model's own weights. What deploying needs, without a training run."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from backend.config import get_settings
+    from backend.models.base import utcnow
+    from backend.models.training import JobStatus, TrainingJob
+
+    job = TrainingJob(user_id=user.id, name=name, base_model=str(base), base_model_path=str(base),  # type: ignore[arg-type]
+                      method=method, status=JobStatus.succeeded, finished_at=utcnow())
+    session.add(job)
+    session.flush()
+    job.output_dir = f"training/{job.id}"
+    folder = get_settings().data_dir / job.output_dir
+    if method == "full":
+        shutil.copytree(base, folder / "final")
+    else:
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                               LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+        model.save_pretrained(folder / "final")
+    job.output_path = f"{job.output_dir}/final"
+    session.add(job)
+    session.commit()
+    return job.id  # type: ignore[return-value]
