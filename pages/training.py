@@ -12,14 +12,15 @@ from nicegui import APIRouter, ui
 
 from backend.errors import DomainError
 from backend.i18n import N_
+from backend.models.tracking import SwanLabConnectionTest, SwanLabSettingsUpdate
 from backend.models.training import METHODS, JobStatus, MetricPublic, TrainingJobCreate, TrainingJobPublic
 from backend.models.user import Role, User
-from backend.services import datasets, devices, tracking, training
+from backend.services import datasets, devices, swanlab_settings, tracking, training
 from pages.deployments import DeploymentList, DeployPanel
 from pages.guard import page_user
-from pages.service import call, error_text, query, show_error
+from pages.service import call, call_async, error_text, query, show_error
 from ui.frame import frame
-from ui.i18n import _
+from ui.i18n import _, page_language
 from ui.training import MetricCharts, loss_comparison
 from ui.widgets import confirm, format_time, section
 
@@ -240,21 +241,112 @@ def dashboard_address(status: tracking.DashboardStatus, request: Request) -> str
 
 
 class SwanLabAdmin:
-    """For admins on the job list: whether the SwanLab dashboard runs, where, and start and stop."""
+    """For admins on the job list: where runs log (the local dashboard, a SwanLab cloud with its host, API key and a
+    connection test, or nowhere), and the local dashboard: whether it runs, where, start and stop."""
+
+    MODES = (("local", N_("Local dashboard")), ("cloud", N_("SwanLab cloud")), ("disabled", N_("Off")))
 
     def __init__(self, user: User, ip: str | None) -> None:
         self.user = user
         self.ip = ip
 
     def build(self) -> None:
-        with section(_("SwanLab dashboard"), icon="dashboard"):
-            ui.label(_("Every run logs to SwanLab in local mode. Its dashboard runs as a process of the portal on a "
-                       "port of its own; job pages embed it.")).classes("text-caption text-secondary")
-            self.panel(query(tracking.read_dashboard, user=self.user))
+        with section(_("SwanLab"), icon="dashboard"):
+            ui.label(_("Where training runs log: in local mode under the data directory, shown by SwanLab's dashboard "
+                       "running beside the portal (job pages embed it); in cloud mode on a SwanLab server with an API "
+                       "key.")).classes("text-caption text-secondary")
+            self.body()
 
     @ui.refreshable_method
-    def panel(self, status: tracking.DashboardStatus) -> None:
+    def body(self) -> None:
+        settings = query(swanlab_settings.read, user=self.user)
+        self.settings_form(settings)
+        ui.separator()
+        self.panel(query(tracking.read_dashboard, user=self.user), settings)
+
+    def settings_form(self, settings: swanlab_settings.SwanLabSettings) -> None:
+        self.mode = ui.toggle({k: _(v) for k, v in self.MODES}, value=settings.mode.value).props(
+            "no-caps unelevated toggle-color=primary").mark("swanlab-mode")
+        with ui.column().classes("w-full gap-2") as cloud:
+            cloud.bind_visibility_from(self.mode, "value", value="cloud")
+            self.host = ui.input(_("SwanLab server"), value=settings.cloud_host,
+                                 placeholder=swanlab_settings.DEFAULT_CLOUD_HOST).props(
+                "outlined dense maxlength=300").classes("w-full max-w-xl").mark("swanlab-host")
+            ui.label(_("{host} is SwanLab's public cloud; a private SwanLab server has an address of its own.",
+                       host=swanlab_settings.DEFAULT_CLOUD_HOST)).classes("text-caption text-secondary")
+            self.key = ui.input(_("New API key (empty keeps the saved one)") if settings.key_set else _("API key"),
+                                password=True, password_toggle_button=True).props(
+                "outlined dense maxlength=500 autocomplete=off").classes("w-full max-w-xl").mark("swanlab-key")
+            with ui.row().classes("items-center gap-x-3 gap-y-1"):
+                if settings.key_set:
+                    ui.icon("key", size="1.1rem").classes("text-positive")
+                    ui.label(_("Key saved: {hint}", hint=settings.key_hint or "••••")).classes(
+                        "text-caption lp-token").mark("swanlab-key-hint")
+                    self.remove_key: ui.checkbox | None = ui.checkbox(_("Remove the saved key")).props(
+                        "dense").mark("swanlab-remove-key")
+                else:
+                    self.remove_key = None
+                    ui.label(_("No key saved.")).classes("text-caption text-secondary").mark("swanlab-key-hint")
+                ui.link(_("Get a key"), f"{settings.web_host}/space/~/settings", new_tab=True).classes(
+                    "text-caption")
         with ui.row().classes("w-full items-center gap-2"):
+            ui.button(_("Save"), icon="save", on_click=self.save).props("unelevated").mark("swanlab-save")
+            self.test_button = ui.button(_("Test connection"), icon="network_check", on_click=self.test).props(
+                "outline").mark("swanlab-test")
+            self.test_button.bind_visibility_from(self.mode, "value", value="cloud")
+            self.spinner = ui.spinner(size="1.4rem").mark("swanlab-testing")
+            self.spinner.visible = False
+        self.result = ui.label().classes("text-caption break-words").mark("swanlab-test-result")
+        self.result.bind_visibility_from(self.mode, "value", value="cloud")
+
+    def changes(self) -> SwanLabSettingsUpdate:
+        key = (self.key.value or "").strip()
+        if self.remove_key is not None and self.remove_key.value and not key:
+            key_change: str | None = ""
+        else:
+            key_change = key or None
+        return SwanLabSettingsUpdate(mode=self.mode.value, cloud_host=self.host.value or "", api_key=key_change)
+
+    async def save(self) -> None:
+        try:
+            await call(swanlab_settings.update, user=self.user, changes=self.changes(), ip=self.ip)
+        except DomainError as error:
+            show_error(error)
+            return
+        ui.notify(_("SwanLab settings saved"), type="positive", position="top")
+        self.body.refresh()
+
+    async def test(self) -> None:
+        candidate = SwanLabConnectionTest(cloud_host=self.host.value or None, api_key=self.key.value or None)
+        self.test_button.disable()
+        self.spinner.visible = True
+        self.result.text = _("Testing the connection…")
+        self.result.classes(replace="text-caption break-words text-secondary")
+        try:
+            outcome = await call_async(swanlab_settings.test_connection, user=self.user, candidate=candidate,
+                                       ip=self.ip)
+        except DomainError as error:
+            self.result.text = error_text(error)
+            self.result.classes(replace="text-caption break-words text-negative")
+            return
+        finally:
+            self.test_button.enable()
+            self.spinner.visible = False
+        if outcome.ok:
+            self.result.text = _("Connected to {host} as {username} in {ms} ms", host=outcome.host,
+                                 username=outcome.username, ms=outcome.latency_ms)
+            self.result.classes(replace="text-caption break-words text-positive")
+        else:
+            self.result.text = _("{error} ({ms} ms)", error=outcome.error(page_language()), ms=outcome.latency_ms)
+            self.result.classes(replace="text-caption break-words text-negative")
+
+    def panel(self, status: tracking.DashboardStatus, settings: swanlab_settings.SwanLabSettings) -> None:
+        if status.mode == "cloud" and not status.running:
+            ui.label(_("Runs go to {host}; the local dashboard is for local mode.", host=settings.web_host)).classes(
+                "text-caption text-secondary break-words").mark("swanlab-status")
+            return
+        with ui.row().classes("w-full items-center gap-2"):
+            ui.label(_("SwanLab dashboard")).classes("text-subtitle2")
             if status.mode == "disabled":
                 ui.badge(_("disabled"), color="grey-7").mark("swanlab-status")
             elif status.running:
@@ -266,7 +358,7 @@ class SwanLabAdmin:
             if status.running:
                 ui.button(_("Stop"), icon="stop", on_click=self.stop).props("outline color=negative").mark(
                     "swanlab-stop")
-            elif status.mode != "disabled":
+            elif status.mode == "local":
                 ui.button(_("Start"), icon="play_arrow", on_click=self.start).props("unelevated").mark(
                     "swanlab-start")
         ui.label(_("Runs in {path} · dashboard at {url}", path=status.log_dir, url=status.url)).classes(
@@ -280,16 +372,33 @@ class SwanLabAdmin:
 
     async def act(self, action: Any, done: str) -> None:
         try:
-            status = await call(action, user=self.user, ip=self.ip)
+            await call(action, user=self.user, ip=self.ip)
         except DomainError as error:
             show_error(error)
             return
         ui.notify(done, type="positive", position="top")
-        self.panel.refresh(status)
+        self.body.refresh()
 
 
-def swanlab_view(status: tracking.DashboardStatus, request: Request, *, admin: bool) -> None:
-    """The SwanLab dashboard in a frame, or why it is not there."""
+def swanlab_view(status: tracking.DashboardStatus, request: Request, *, admin: bool,
+                 job: TrainingJobPublic | None = None) -> None:
+    """The SwanLab dashboard in a frame, the run in the SwanLab cloud, or why neither is there. `status.mode` is the
+    saved tracking mode; `job` (when given) links its run in the cloud."""
+    if status.mode == "cloud":
+        settings = query(swanlab_settings.load)
+        run_url = tracking.cloud_run_url(job.output_dir) if job is not None else None
+        with ui.row().classes("w-full items-center gap-2 no-wrap").mark("swanlab-cloud"):
+            ui.icon("cloud", size="1.4rem").classes("text-secondary")
+            ui.label(_("Runs of this portal go to the SwanLab cloud at {host}, project {project}.",
+                       host=settings.web_host, project=tracking.PROJECT)).classes("text-secondary")
+            ui.space()
+            if run_url:
+                ui.link(_("Open this run in SwanLab"), run_url, new_tab=True).classes("text-caption").mark(
+                    "swanlab-run-link")
+            else:
+                ui.link(_("Open SwanLab"), settings.web_host, new_tab=True).classes("text-caption").mark(
+                    "swanlab-cloud-link")
+        return
     if status.running:
         address = dashboard_address(status, request)
         with ui.row().classes("w-full items-center gap-2"):
@@ -303,8 +412,7 @@ def swanlab_view(status: tracking.DashboardStatus, request: Request, *, admin: b
     with ui.row().classes("w-full items-center gap-2 no-wrap").mark("swanlab-off"):
         ui.icon("info", size="1.4rem").classes("text-secondary")
         if status.mode == "disabled":
-            ui.label(_("SwanLab tracking is disabled on this portal (SWANLAB_MODE=disabled).")).classes(
-                "text-secondary")
+            ui.label(_("SwanLab tracking is disabled on this portal.")).classes("text-secondary")
         elif admin:
             ui.label(_("The SwanLab dashboard is not running. Start it in the SwanLab section of the Training "
                        "page.")).classes("text-secondary")
