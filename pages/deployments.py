@@ -71,7 +71,7 @@ class DeployPanel:
         self.timer: ui.timer | None = None
 
     def build(self) -> None:
-        found = query(deployments.list_public, user=self.user, job_id=self.job.id)
+        found = query(deployments.list_public, user=self.user, job_id=self.job.id, refresh=False)
         self.deployment = found[0] if found else None
         with section(_("Deployment"), icon="rocket_launch") as self.card:
             self.card.mark("deploy-panel")
@@ -178,7 +178,7 @@ class DeploymentList:
         self.shown: list[DeploymentPublic] = []
 
     def build(self) -> None:
-        self.shown = query(deployments.list_public, user=self.user)
+        self.shown = query(deployments.list_public, user=self.user, refresh=False)
         self.body(self.shown)
 
     async def poll(self) -> None:

@@ -752,7 +752,7 @@ class JobView:
         with section(_("Charts"), icon="show_chart"):
             self.charts = MetricCharts(self.metrics)
         with section(_("SwanLab"), icon="dashboard"):
-            swanlab_view(tracking.status(), self.request, admin=self.user.role == Role.admin)
+            swanlab_view(tracking.status(), self.request, admin=self.user.role == Role.admin, job=self.job)
         with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-2 gap-4"):
             with section(_("Log"), icon="article"):
                 # ui.log keeps the newest line in view as lines arrive.

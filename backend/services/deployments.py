@@ -457,9 +457,12 @@ def public(deployment: Deployment, *, job_name: str, owner: str) -> DeploymentPu
         created_at=deployment.created_at, started_at=deployment.started_at, stopped_at=deployment.stopped_at)
 
 
-def list_public(session: Session, *, user: User, job_id: int | None = None) -> list[DeploymentPublic]:
-    """The deployments `user` made (admins: all), newest first, their statuses brought up to date."""
-    refresh_all(session)
+def list_public(session: Session, *, user: User, job_id: int | None = None, refresh: bool = True
+                ) -> list[DeploymentPublic]:
+    """The deployments `user` made (admins: all), newest first, their statuses brought up to date (unless `refresh`
+    is false: that asks a starting server over HTTP, which a page being built on the event loop must not wait for)."""
+    if refresh:
+        refresh_all(session)
     query = (select(Deployment, TrainingJob.name, User.username)
              .join(TrainingJob, col(TrainingJob.id) == Deployment.job_id)
              .join(User, col(User.id) == Deployment.user_id)

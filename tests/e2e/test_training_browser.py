@@ -17,6 +17,7 @@ from tests.e2e.helpers import VIEWPORTS, api, assert_screenshot, settle, signed_
 from tests.training.tiny import build_model, chat_rows
 
 RUN_TIMEOUT_MS = 180_000  # a worker imports torch on 2 cores, then trains 60 tiny steps
+DEPLOY_TIMEOUT_MS = 120_000  # the server merges the adapter, then imports transformers and loads the model
 
 
 def upload_dataset(portal: Portal, token: str) -> int:
@@ -77,6 +78,23 @@ def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, s
         shots.append(screenshots_dir / "training-job-desktop.png")
         page.screenshot(path=str(shots[-1]), full_page=True)
 
+        # Deploy the trained adapter (merged into its base, served by transformers serve) and chat with it.
+        page.get_by_role("button", name="Deploy").click()
+        page.get_by_text("local/tiny-facts").first.wait_for()
+        page.get_by_role("button", name="Chat with it").wait_for(timeout=DEPLOY_TIMEOUT_MS)
+        page.get_by_role("button", name="Chat with it").scroll_into_view_if_needed()
+        settle(page)
+        shots.append(screenshots_dir / "training-deployed-desktop.png")
+        page.screenshot(path=str(shots[-1]))
+        page.get_by_role("button", name="Chat with it").click()
+        page.wait_for_url(re.compile(r"/chat"))
+        page.get_by_label("Message").fill("What is the capital of France?")
+        page.get_by_label("Message").press("Enter")
+        page.locator(".lp-metrics", has_text="tokens/s").wait_for(timeout=60_000)  # the answer ended
+        settle(page)
+        shots.append(screenshots_dir / "chat-deployed-desktop.png")
+        page.screenshot(path=str(shots[-1]))
+
     job = api(portal, "GET", "/api/v1/training/jobs", token=token)["data"][0]
     assert (job["status"], job["step"], job["output_path"]) == ("succeeded", 60, f"training/{job['id']}/adapter")
     assert [c["step"] for c in job["checkpoints"]] == [20, 40, 60]
@@ -93,6 +111,7 @@ def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, s
         with signed_in_admin(browser, portal, viewport) as page:
             page.goto(portal.url("/training"))
             page.get_by_text("Waits until 2099-01-01 02:00 UTC").wait_for()
+            page.get_by_text("Deployed models").wait_for()
             settle(page)
             shots.append(screenshots_dir / f"training-{name}.png")
             page.screenshot(path=str(shots[-1]), full_page=True)
@@ -120,6 +139,9 @@ def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, s
         page.screenshot(path=str(shots[-1]), full_page=True)
     for shot in shots:
         assert_screenshot(shot)
+    deployed = api(portal, "GET", "/api/v1/deployments", token=token)["data"]
+    assert [(d["model"], d["status"]) for d in deployed] == [("local/tiny-facts", "running")]
+    assert api(portal, "DELETE", f"/api/v1/deployments/{deployed[0]['id']}", token=token)["status"] == "stopped"
     # Leave no worker behind: the cancelled one stops at its first step.
     for _ in range(RUN_TIMEOUT_MS // 500):
         if api(portal, "GET", f"/api/v1/training/jobs/{created['id']}", token=token)["status"] != "running":
