@@ -194,9 +194,10 @@ def start() -> AsyncIOScheduler | None:
 
 
 def stop() -> None:
-    """Stop dispatching (the portal's shutdown). Running workers carry on; the next start finds them."""
+    """Stop dispatching (the portal's shutdown). Running workers carry on; the next start finds them. Model servers
+    this portal started stop; the next start brings them back."""
     global _scheduler
     if _scheduler is not None and _scheduler.running:
         _scheduler.shutdown(wait=False)
-        deployments.stop_servers()  # started again by the next portal (they stay `running` in the database)
     _scheduler = None
+    deployments.stop_servers()  # started again by the next portal (they stay `running` in the database)

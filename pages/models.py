@@ -104,7 +104,11 @@ class ProvidersView:
                 if not provider.enabled:
                     ui.badge(_("disabled"), color="grey")
                 ui.space()
-                self.status_chip(provider)
+                if provider.name != providers.LOCAL_PROVIDER:
+                    self.status_chip(provider)
+            if provider.name == providers.LOCAL_PROVIDER:
+                self.local_provider(provider)
+                return
             ui.label(provider.base_url).classes("text-caption text-secondary lp-token")
             key = provider.api_key_hint if provider.has_api_key else _("no API key")
             ui.label(f"{_('API key')}: {key}").classes("text-caption text-secondary")
@@ -123,6 +127,18 @@ class ProvidersView:
                 self.model_list(provider, models)
             else:
                 ui.label(_("No models yet: sync the model list.")).classes("text-secondary text-body2")
+
+    def local_provider(self, provider: ProviderPublic) -> None:
+        """The portal's own provider: each model is a deployed fine-tuned model with a server of its own."""
+        with ui.row().classes("items-center gap-1"):
+            ui.label(_("Fine-tuned models deployed from their training jobs, each served on this machine. Deploy and "
+                       "undeploy them on the")).classes("text-caption text-secondary")
+            ui.link(_("Training page"), "/training").classes("text-caption")
+        models = query(providers.list_models, include_disabled=True, provider_id=provider.id)
+        if models:
+            self.model_list(provider, models)
+        else:
+            ui.label(_("No model has been deployed yet.")).classes("text-secondary text-body2")
 
     def status_chip(self, provider: ProviderPublic) -> None:
         if provider.last_test_ok is None:

@@ -305,11 +305,10 @@ def deploy(session: Session, *, user: User, job_id: int, ip: str | None = None) 
         raise Conflict("{count} models are deployed already, the most this portal runs at once (DEPLOY_MAX); "
                        "undeploy one first", count=limit)
     source_arguments(job)  # refused now, not in the server's log, when the model is gone
-    if deployment is None:
-        deployment = Deployment(job_id=job.id, user_id=user.id, name=_unique_name(session, job))  # type: ignore[arg-type]
+    if deployment is None:  # it belongs to the job's owner, whoever deploys it (the audit log names them)
+        deployment = Deployment(job_id=job.id, user_id=job.user_id, name=_unique_name(session, job))  # type: ignore[arg-type]
         session.add(deployment)
         session.flush()
-    deployment.user_id = user.id  # type: ignore[assignment]
     deployment.attempts = 0
     deployment.stopped_at = None
     audit.record(session, action="job.deploy", user=user, target=f"job:{job.id}", ip=ip,

@@ -84,3 +84,23 @@ async def test_deploy_chat_with_it_and_undeploy(user: User, tiny_model: Path) ->
     await see(user, marker="deploy")  # Deploy again
     with session_scope() as session:
         assert session.exec(select(Deployment)).one().status == "stopped"
+
+
+async def test_the_models_page_explains_the_local_provider(user: User, tiny_model: Path) -> None:
+    await signed_up(user, "root")  # the first account: an admin
+
+    def deployed() -> str:
+        with session_scope() as session:
+            root = session.exec(select(UserRow).where(UserRow.username == "root")).one()
+            job_id = finished_job(session, user=root, base=tiny_model, name="Support bot v1")
+            deployment = deployments.deploy(session, user=root, job_id=job_id)
+            deployments.wait_until_settled(session, deployment, timeout=120)
+            return f"{deployment.status}: {deployment.error}"
+
+    assert await asyncio.to_thread(deployed) == "running: None"  # off the loop: the page's client stays answered
+    await user.open("/models")
+    await see(user, marker="provider-local")
+    await see(user, content="Fine-tuned models deployed from their training jobs")
+    await see(user, "Support bot v1")
+    for marker in ("test-local", "sync-local", "edit-local", "delete-local"):  # the portal keeps this provider
+        await user.should_not_see(marker=marker)
