@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=7, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
+    # How long a resolved access or API token is reused without the database (0: never). Revocations made in this
+    # process end it at once; another instance of the portal notices them only after this long.
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
 
     # Dataset uploads: the largest file accepted (resumable, through tus), the largest sent as one multipart
     # request, and how long an unfinished upload is kept.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from sqlalchemy import update
@@ -19,7 +19,7 @@ from backend.models.base import utcnow
 from backend.models.user import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Role, User
 from backend.security import passwords, tokens
 from backend.security.ratelimit import FailureLimiter, make_failure_limiter
-from backend.services import audit, events, settings_store
+from backend.services import audit, bearer_cache, events, settings_store
 
 WRONG_CREDENTIALS = N_("Wrong username or password")
 SESSION_EXPIRED = N_("Your session has expired; please sign in again")
@@ -216,6 +216,7 @@ def refresh(session: Session, *, refresh_token: str, ip: str | None = None) -> T
             _revoke_sessions(session, [auth_session], reason="refresh_reuse")
             audit.record(session, action="auth.refresh_reuse", user=user, ip=ip, target=f"session:{auth_session.id}")
             session.commit()
+            bearer_cache.invalidate()
         raise Unauthorized("This refresh token was already used; every session of its sign-in has been revoked")
     if auth_session.revoked_at is not None or stored.expires_at <= now or user.disabled:
         raise Unauthorized(SESSION_EXPIRED)
@@ -237,6 +238,7 @@ def logout(session: Session, *, principal: Principal, ip: str | None = None) -> 
             _revoke_sessions(session, [auth_session], reason="logout")
     audit.record(session, action="auth.logout", user=principal.user, ip=ip)
     session.commit()
+    bearer_cache.invalidate()
 
 
 def _revoke_sessions(session: Session, auth_sessions: list[AuthSession], *, reason: str) -> None:
@@ -254,6 +256,7 @@ def revoke_all_sessions(session: Session, *, user_id: int, reason: str, keep: st
     ).all()
     _revoke_sessions(session, [s for s in active if s.id != keep], reason=reason)
     session.commit()
+    bearer_cache.invalidate()
     if keep is None:
         events.user_signed_out(user_id)
 
@@ -263,13 +266,18 @@ def revoke_all_sessions(session: Session, *, user_id: int, reason: str, keep: st
 
 def session_user(session: Session, *, session_id: str) -> User:
     """The user of a live sign-in session; `Unauthorized` when it was revoked, expired or its user disabled."""
+    return _session_user(session, session_id=session_id)[0]
+
+
+def _session_user(session: Session, *, session_id: str) -> tuple[User, datetime]:
+    """`session_user`, and when the session ends."""
     auth_session = session.get(AuthSession, session_id)
     if auth_session is None or auth_session.revoked_at is not None or auth_session.expires_at <= utcnow():
         raise Unauthorized(SESSION_EXPIRED)
     user = session.get(User, auth_session.user_id)
     if user is None or user.disabled:
         raise Unauthorized(SESSION_EXPIRED)
-    return user
+    return user, auth_session.expires_at
 
 
 def page_access_token(session: Session, *, session_id: str) -> str:
@@ -280,21 +288,36 @@ def page_access_token(session: Session, *, session_id: str) -> str:
                                       session_id=session_id, ttl_seconds=settings.access_token_minutes * 60)
 
 
+def cached_principal(token: str) -> Principal | None:
+    """`resolve_bearer`'s answer while the credential cache holds it (no database: the event loop may call it)."""
+    entry = bearer_cache.cache.get(token)
+    return None if entry is None else Principal(user=entry.user(), session_id=entry.session_id)
+
+
 def resolve_bearer(session: Session, *, token: str) -> Principal:
-    """An access token or a personal API token → who is calling."""
+    """An access token or a personal API token → who is calling (from the credential cache while it may)."""
+    if (cached := cached_principal(token)) is not None:
+        return cached
+    generation = bearer_cache.cache.generation  # before reading: a change committed meanwhile voids what is read
+    token_id: int | None = None
     if token.startswith(tokens.API_TOKEN_PREFIX):
-        return Principal(user=_api_token_user(session, token), session_id=None)
-    try:
-        claims = tokens.decode_access_token(token, secret_key=get_settings().effective_secret_key)
-    except tokens.InvalidToken as error:
-        raise Unauthorized("Invalid or expired access token") from error
-    user = session_user(session, session_id=claims.session_id)
-    if user.id != claims.user_id:
-        raise Unauthorized("Invalid or expired access token")
-    return Principal(user=user, session_id=claims.session_id)
+        user, token_id = _api_token_user(session, token)
+        session_id, expires_at = None, None
+    else:
+        try:
+            claims = tokens.decode_access_token(token, secret_key=get_settings().effective_secret_key)
+        except tokens.InvalidToken as error:
+            raise Unauthorized("Invalid or expired access token") from error
+        user, session_ends = _session_user(session, session_id=claims.session_id)
+        if user.id != claims.user_id:
+            raise Unauthorized("Invalid or expired access token")
+        session_id, expires_at = claims.session_id, min(float(claims.expires_at), session_ends.timestamp())
+    bearer_cache.cache.put(token, generation=generation, user=user, session_id=session_id, token_id=token_id,
+                           expires_at=expires_at)
+    return Principal(user=user, session_id=session_id)
 
 
-def _api_token_user(session: Session, token: str) -> User:
+def _api_token_user(session: Session, token: str) -> tuple[User, int]:
     row = session.exec(
         select(ApiToken, User).join(User, col(User.id) == ApiToken.user_id)
         .where(ApiToken.token_hash == tokens.hash_token(token))
@@ -310,7 +333,7 @@ def _api_token_user(session: Session, token: str) -> User:
         api_token.last_used_at = now
         session.add(api_token)
         session.commit()
-    return user
+    return user, api_token.id  # type: ignore[return-value]
 
 
 # --- passwords ------------------------------------------------------------------------------------------------
@@ -328,6 +351,7 @@ def change_password(
     session.add(user)
     audit.record(session, action="user.password_change", user=user, target=f"user:{user.id}", ip=ip)
     session.commit()
+    bearer_cache.invalidate()
     # Other sign-ins may be someone who knew the old password.
     revoke_all_sessions(session, user_id=user.id, reason="password_change", keep=keep_session)  # type: ignore[arg-type]
 
@@ -372,4 +396,5 @@ def revoke_api_token(session: Session, *, user: User, token_id: int, ip: str | N
     audit.record(session, action="token.revoke", user=user, target=f"token:{api_token.id}", ip=ip,
                  detail={"name": api_token.name})
     session.commit()
+    bearer_cache.invalidate()
 

@@ -12,7 +12,7 @@ from backend.models.dataset import Dataset
 from backend.models.training import JobStatus, TrainingJob
 from backend.models.user import Language, Role, User, UserUpdate
 from backend.security import passwords
-from backend.services import audit, datasets, limits, training
+from backend.services import audit, bearer_cache, datasets, limits, training
 from backend.services.auth import revoke_all_sessions, validate_password, validate_username
 
 LIMIT_FIELDS = ("rate_limit_per_minute", "daily_token_quota")
@@ -67,6 +67,7 @@ def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpd
     audit.record(session, action="user.update", user=actor, target=f"user:{user.id} {user.username}", ip=ip,
                  detail=detail)
     session.commit()
+    bearer_cache.invalidate()  # a role, a disabled state, a password: cached credentials carry the old ones
     if detail.get("disabled") is True or "password" in detail:
         revoke_all_sessions(session, user_id=user.id, reason="disabled" if user.disabled else "password_reset")  # type: ignore[arg-type]
     if limit_changes:
@@ -114,6 +115,7 @@ def delete_user(session: Session, *, actor: User, user_id: int, ip: str | None =
                  detail={"datasets": len(dataset_ids), "training_jobs": len(jobs)})
     session.delete(user)
     session.commit()
+    bearer_cache.invalidate()
     for path in [*(datasets.datasets_dir() / str(i) for i in dataset_ids), *job_dirs]:
         shutil.rmtree(path, ignore_errors=True)
     limits.clear_cache(user_id)
@@ -124,4 +126,5 @@ def set_language(session: Session, *, user: User, language: Language) -> User:
     user.updated_at = utcnow()
     session.add(user)
     session.commit()
+    bearer_cache.invalidate()  # the user a cached credential gives callers has the old language
     return user
