@@ -60,8 +60,10 @@ class RequestLanguage:
 
 def install(app: FastAPI) -> None:
     """Mount every router, the error handlers and the API's middleware on `app` (see `create_api_app`)."""
-    app.include_router(build_router())
+    # The gateway first: routing tries routes in order, and the /api/v1 tree's hundred-odd routes cost a gateway call
+    # ≈ 0.2 ms of matching when they come before it.
     app.include_router(gateway.router)
+    app.include_router(build_router())
     install_error_handlers(app)
     app.add_middleware(ApiErrorsAsJson)
     app.add_middleware(RequestLanguage)
