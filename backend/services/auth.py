@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
 
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from backend.config import get_settings
+from backend.db import session_scope
 from backend.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 from backend.i18n import N_
 from backend.models.auth import ApiToken, ApiTokenCreated, AuthSession, RefreshToken, TokenPair
@@ -19,7 +21,7 @@ from backend.models.base import utcnow
 from backend.models.user import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, USERNAME_PATTERN, Role, User
 from backend.security import passwords, tokens
 from backend.security.ratelimit import FailureLimiter, make_failure_limiter
-from backend.services import audit, bearer_cache, events, settings_store
+from backend.services import audit, bearer_cache, events, refresh_ahead, settings_store
 
 WRONG_CREDENTIALS = N_("Wrong username or password")
 SESSION_EXPIRED = N_("Your session has expired; please sign in again")
@@ -289,15 +291,35 @@ def page_access_token(session: Session, *, session_id: str) -> str:
 
 
 def cached_principal(token: str) -> Principal | None:
-    """`resolve_bearer`'s answer while the credential cache holds it (no database: the event loop may call it)."""
+    """`resolve_bearer`'s answer while the credential cache holds it (no database: the event loop may call it).
+    Used in the second half of its lifetime, the entry is read again in the background (from the event loop)."""
     entry = bearer_cache.cache.get(token)
-    return None if entry is None else Principal(user=entry.user(), session_id=entry.session_id)
+    if entry is None:
+        return None
+    if refresh_ahead.due(entry.fresh_until, entry.lifetime, time.monotonic()):
+        refresh_ahead.in_background(("credential", entry.key), partial(refresh_bearer, token))
+    return Principal(user=entry.user(), session_id=entry.session_id)
 
 
 def resolve_bearer(session: Session, *, token: str) -> Principal:
     """An access token or a personal API token → who is calling (from the credential cache while it may)."""
     if (cached := cached_principal(token)) is not None:
         return cached
+    return _resolve_bearer(session, token)
+
+
+def refresh_bearer(token: str) -> None:
+    """Resolve a cached token again (a worker thread, off any request); one that no longer resolves leaves the
+    cache, so that its next request is refused as usual."""
+    with session_scope() as session:
+        try:
+            _resolve_bearer(session, token)
+        except Unauthorized:
+            bearer_cache.cache.discard(token)
+
+
+def _resolve_bearer(session: Session, token: str) -> Principal:
+    """From the database, and into the cache."""
     generation = bearer_cache.cache.generation  # before reading: a change committed meanwhile voids what is read
     token_id: int | None = None
     if token.startswith(tokens.API_TOKEN_PREFIX):

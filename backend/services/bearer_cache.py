@@ -41,8 +41,10 @@ _USER_FIELDS = tuple(attr.key for attr in inspect(User).column_attrs)
 
 @dataclass(frozen=True)
 class CachedCredential:
+    key: tuple[str, bytes]
     generation: int
     fresh_until: float  # time.monotonic()
+    lifetime: float  # seconds, from the database read to fresh_until
     expires_at: float | None  # the token's own end (epoch seconds); None: an API token, which has none
     user_id: int
     role: str
@@ -93,17 +95,21 @@ class BearerCache:
         ttl = get_settings().auth_cache_seconds
         if ttl <= 0 or user.id is None:
             return
-        entry = CachedCredential(
-            generation=generation, fresh_until=time.monotonic() + ttl, expires_at=expires_at, user_id=user.id,
-            role=str(user.role), session_id=session_id, token_id=token_id, user_fields=user_snapshot(user),
-        )
         key = self.key(token)
+        entry = CachedCredential(
+            key=key, generation=generation, fresh_until=time.monotonic() + ttl, lifetime=ttl, expires_at=expires_at,
+            user_id=user.id, role=str(user.role), session_id=session_id, token_id=token_id,
+            user_fields=user_snapshot(user),
+        )
         with self._lock:
             if generation != self.generation:
                 return
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key] = entry
+
+    def discard(self, token: str) -> None:
+        self._entries.pop(self.key(token), None)
 
     def invalidate(self) -> None:
         """Forget every entry: something that decides who may call changed (call it after the commit)."""

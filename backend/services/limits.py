@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Literal, Protocol
 
 import redis
@@ -30,7 +30,7 @@ from backend.models.admin import QuotaStatus
 from backend.models.provider import UsageRecord
 from backend.models.user import User
 from backend.security.ratelimit import _wait
-from backend.services import settings_store
+from backend.services import refresh_ahead, settings_store
 
 Kind = Literal["chat", "compare", "gateway"]
 
@@ -109,11 +109,14 @@ def limiter() -> RequestLimiter:
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, int], tuple[float, UserLimits]] = {}
+_generation = 0  # bumped by every clear: limits read before a change are not kept after it
 
 
 def clear_cache(user_id: int | None = None) -> None:
     """Forget cached limits (of one user, or all): an admin changed them."""
+    global _generation
     with _lock:
+        _generation += 1
         if user_id is None:
             _cache.clear()
         else:
@@ -125,16 +128,35 @@ settings_store.on_change(clear_cache)
 
 
 def _cached(user_id: int) -> UserLimits | None:
-    entry = _cache.get((get_settings().effective_database_url, user_id))
-    if entry is None or entry[0] < time.monotonic():
+    """The user's cached limits; used in the second half of their lifetime, they are read again in the background
+    (when called on the event loop), so that a steady caller keeps finding them."""
+    key = (get_settings().effective_database_url, user_id)
+    entry = _cache.get(key)
+    if entry is None:
         return None
+    now = time.monotonic()
+    if entry[0] < now:
+        return None
+    if refresh_ahead.due(entry[0], CACHE_SECONDS, now):
+        refresh_ahead.in_background(("limits", *key), partial(_refresh, user_id))
     return entry[1]
+
+
+def _refresh(user_id: int) -> None:
+    with session_scope() as session:
+        _read_limits(session, user_id)
 
 
 def limits_for(session: Session, user_id: int) -> UserLimits:
     found = _cached(user_id)
     if found is not None:
         return found
+    return _read_limits(session, user_id)
+
+
+def _read_limits(session: Session, user_id: int) -> UserLimits:
+    """From the database, and into the cache."""
+    generation = _generation
     defaults = settings_store.load(session)
     overrides = session.exec(
         select(User.rate_limit_per_minute, User.daily_token_quota).where(User.id == user_id)
@@ -143,7 +165,8 @@ def limits_for(session: Session, user_id: int) -> UserLimits:
     limits = UserLimits(rate_per_minute=defaults.rate_limit_per_minute if rate is None else rate,
                         daily_quota=defaults.daily_token_quota if quota is None else quota)
     with _lock:
-        _cache[(get_settings().effective_database_url, user_id)] = (time.monotonic() + CACHE_SECONDS, limits)
+        if generation == _generation:
+            _cache[(get_settings().effective_database_url, user_id)] = (time.monotonic() + CACHE_SECONDS, limits)
     return limits
 
 

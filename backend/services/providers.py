@@ -8,13 +8,17 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import delete
+from sqlalchemy import delete, event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import UOWTransaction
 from sqlmodel import Session, col, func, select
 
 from backend.config import get_settings
+from backend.db import session_scope
 from backend.errors import Conflict, Invalid, NotFound
 from backend.models.base import utcnow
 from backend.models.provider import (
@@ -33,7 +37,7 @@ from backend.models.user import User
 from backend.providers.base import BaseClient, ModelInfo, ProviderConfig, TestResult
 from backend.providers.registry import CLIENTS, PRESETS_BY_KEY, make_client
 from backend.security.crypto import DecryptionFailed, decrypt_secret, encrypt_secret, mask_secret
-from backend.services import audit
+from backend.services import audit, refresh_ahead
 from backend.services.capabilities import guess_capabilities, guess_context_length
 
 # The provider of deployed fine-tuned models (backend/services/deployments.py): the portal keeps it, each of its models
@@ -384,28 +388,49 @@ class ResolvedModel:
     kind: str
 
 
-# model ref → (expiry, resolution). Every call of a busy gateway needs this; changes made here clear it at once,
-# and the short lifetime bounds how long another instance's change takes to arrive.
+# model ref → (expiry, resolution). Every call of a busy gateway needs this; changes made here clear it at once
+# (and again once committed, below), and the short lifetime bounds how long another instance's change takes to arrive.
 _RESOLVED_TTL = 5.0
 _resolved: dict[str, tuple[float, ResolvedModel]] = {}
+_resolved_generation = 0  # bumped by every clear: a resolution read before a change is not kept after it
 
 
 def forget_resolved() -> None:
+    global _resolved_generation
+    _resolved_generation += 1
     _resolved.clear()
 
 
 def resolved_from_cache(model_ref: str) -> ResolvedModel | None:
-    """`resolve_model`'s answer while it is cached (no database: callers on the event loop can skip a thread)."""
+    """`resolve_model`'s answer while it is cached (no database: callers on the event loop can skip a thread). Used
+    in the second half of its lifetime, it is read again in the background (from the event loop)."""
     cached = _resolved.get(model_ref)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    return None
+    now = time.monotonic()
+    if cached is None or cached[0] <= now:
+        return None
+    if refresh_ahead.due(cached[0], _RESOLVED_TTL, now):
+        refresh_ahead.in_background(("model", model_ref), partial(_refresh_resolved, model_ref))
+    return cached[1]
+
+
+def _refresh_resolved(model_ref: str) -> None:
+    with session_scope() as session:
+        try:
+            _resolve_model(session, model_ref)
+        except NotFound:
+            _resolved.pop(model_ref, None)
 
 
 def resolve_model(session: Session, *, model_ref: str) -> ResolvedModel:
     """What a chat call needs to reach `model_ref`, if people may use it."""
     if (cached := resolved_from_cache(model_ref)) is not None:
         return cached
+    return _resolve_model(session, model_ref)
+
+
+def _resolve_model(session: Session, model_ref: str) -> ResolvedModel:
+    """From the database, and into the cache."""
+    generation = _resolved_generation
     provider, model = _find_model(session, model_ref)
     if not (provider.enabled and model.enabled and model.available):
         raise NotFound("No model {model}; see the list of models", model=model_ref)
@@ -413,7 +438,27 @@ def resolve_model(session: Session, *, model_ref: str) -> ResolvedModel:
     if model.endpoint:  # a deployed model's own server
         config = replace(config, base_url=model.endpoint)
     resolved = ResolvedModel(public=model_public(provider, model), config=config, kind=provider.kind)
-    if len(_resolved) > 1000:
-        _resolved.clear()
-    _resolved[model_ref] = (time.monotonic() + _RESOLVED_TTL, resolved)
+    if generation == _resolved_generation:
+        if len(_resolved) > 1000:
+            _resolved.clear()
+        _resolved[model_ref] = (time.monotonic() + _RESOLVED_TTL, resolved)
     return resolved
+
+
+_CHANGED = "resolved_models_changed"
+
+
+@event.listens_for(OrmSession, "after_flush")
+def _note_changes(session: OrmSession, _flush: UOWTransaction) -> None:
+    if not session.info.get(_CHANGED) and any(
+        isinstance(obj, Provider | ProviderModel) for obj in (*session.new, *session.dirty, *session.deleted)
+    ):
+        session.info[_CHANGED] = True
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _forget_after_commit(session: OrmSession) -> None:
+    # The services clear the cache before they commit; a resolution read between that and the commit would keep
+    # the old state for a lifetime. Cleared once more after the commit, it cannot.
+    if session.info.pop(_CHANGED, False):
+        forget_resolved()
