@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable
 
 log = logging.getLogger(__name__)
 
-_running: set[Hashable] = set()
+# A refresh starts this long after the call that finds its entry due: that call is then past its own start (for the
+# gateway, waiting for the upstream's first token) before a worker thread competes with it for the CPU and the GIL.
+DELAY_SECONDS = 0.2
+_STUCK_SECONDS = 60.0  # a refresh whose loop closed before it ran never reports; its key is free again after this
+
+_running: dict[Hashable, float] = {}  # key → when its refresh was asked for (time.monotonic())
 
 
 def due(expires_at: float, lifetime: float, now: float) -> bool:
@@ -23,19 +29,24 @@ def due(expires_at: float, lifetime: float, now: float) -> bool:
 
 
 def in_background(key: Hashable, work: Callable[[], object]) -> None:
-    """Run `work` in a worker thread unless one for `key` runs already; called from the event loop, it returns at
-    once. Without a running loop (a caller in a thread) nothing happens: the entry ends as it would have."""
-    if key in _running:
+    """Run `work` soon in a worker thread unless one for `key` is asked for already; called from the event loop, it
+    returns at once. Without a running loop (a caller in a thread) nothing happens: the entry ends as it would have."""
+    now = time.monotonic()
+    if now - _running.get(key, -_STUCK_SECONDS) < _STUCK_SECONDS:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    _running.add(key)
+    _running[key] = now
+    loop.call_later(DELAY_SECONDS, _submit, loop, key, work)
+
+
+def _submit(loop: asyncio.AbstractEventLoop, key: Hashable, work: Callable[[], object]) -> None:
     try:
         loop.run_in_executor(None, _run, key, work)
     except RuntimeError:  # the loop's executor is shut down: the loop is closing
-        _running.discard(key)
+        _running.pop(key, None)
 
 
 def _run(key: Hashable, work: Callable[[], object]) -> None:
@@ -44,4 +55,4 @@ def _run(key: Hashable, work: Callable[[], object]) -> None:
     except Exception:  # the entry ends as it would have, and its next caller reads (and reports) for itself
         log.exception("refreshing the cached %s failed", key[0] if isinstance(key, tuple) else key)
     finally:
-        _running.discard(key)  # here, not in a callback on the loop: a loop that closes meanwhile must not keep it
+        _running.pop(key, None)  # here, not in a callback on the loop: a loop that closes meanwhile must not keep it
