@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def create_app() -> None:
     app.on_startup(scheduler.start)
     app.on_shutdown(scheduler.stop)
     app.on_shutdown(inference.close_clients)  # upstream connections belong to this loop
+    # What start-up loaded lives as long as the process: frozen, it is left out of every full garbage collection, which
+    # otherwise walks its ~400k objects (~200 ms with the event loop stopped, in the middle of whatever is streaming).
+    app.on_startup(freeze_startup_objects)
+
+
+def freeze_startup_objects() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ in {"__main__", "__mp_main__"}:
