@@ -118,6 +118,20 @@ class _Chunks:
     def content(self, text: str) -> bytes:
         return self.head + b'{"content":' + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
 
+    def event(self, event: StreamEvent) -> bytes | None:
+        """The chunk that carries `event`; None for what a chunk does not carry (usage, a move to the reasoning)."""
+        if isinstance(event, TextDelta):
+            return self.content(event.text)
+        if isinstance(event, ReasoningDelta):
+            return self.delta({"reasoning_content": event.text})
+        if isinstance(event, Reclassify) and event.to == "answer":
+            # Streamed as reasoning, but it was the answer: an OpenAI client cannot take text back,
+            # so it gets the answer now (and has seen it once as reasoning).
+            return self.content(event.text)
+        if isinstance(event, Finish):
+            return self.delta({}, finish=event.reason)
+        return None
+
 
 async def _sse(
     events: AsyncIterator[StreamEvent], first: StreamEvent | None, *, completion_id: str, model: str,
@@ -125,27 +139,24 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     chunks = _Chunks(completion_id, model, int(time.time()))
     usage: Usage | None = None
-    yield chunks.delta({"role": "assistant", "content": ""})
+    # The role chunk leaves with the first chunk that carries something, in one write: a send less before the first
+    # token reaches the client.
+    opening = chunks.delta({"role": "assistant", "content": ""})
     event = first
     try:
         while event is not None:
-            if isinstance(event, TextDelta):
-                yield chunks.content(event.text)
-            elif isinstance(event, ReasoningDelta):
-                yield chunks.delta({"reasoning_content": event.text})
-            elif isinstance(event, Reclassify) and event.to == "answer":
-                # Streamed as reasoning, but it was the answer: an OpenAI client cannot take text back,
-                # so it gets the answer now (and has seen it once as reasoning).
-                yield chunks.content(event.text)
-            elif isinstance(event, Usage):
+            if isinstance(event, Usage):
                 usage = event
-            elif isinstance(event, Finish):
-                yield chunks.delta({}, finish=event.reason)
+            elif (data := chunks.event(event)) is not None:
+                yield opening + data
+                opening = b""
             event = await anext(events, None)
     except ProviderError as error:
         # Mid-stream: the status line is sent already; an `error` event is what OpenAI clients understand.
-        yield b"data: " + orjson.dumps({"error": _error_body(error)}) + b"\n\n"
+        yield opening + b"data: " + orjson.dumps({"error": _error_body(error)}) + b"\n\n"
         return
+    if opening:
+        yield opening
     if include_usage:
         tokens = usage or Usage(0, 0)
         payload = {
