@@ -12,12 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.deps import CurrentUser, SessionDep
+from backend.api.deps import CurrentUser, SessionDep, bearer_token
 from backend.api.errors import openai_error
 from backend.db import session_scope
 from backend.errors import Invalid
 from backend.providers.base import Finish, ProviderError, ReasoningDelta, Reclassify, StreamEvent, TextDelta, Usage
-from backend.services import inference, limits, providers
+from backend.services import auth, inference, limits, providers
 
 router = APIRouter(prefix="/v1", tags=["gateway"])
 
@@ -81,6 +81,7 @@ async def chat_completions(request: Request, user: CurrentUser) -> Any:
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     events = inference.stream_completion(resolved, chat_request, user_id=user.id, source="gateway")
+    fresh = _KeepFresh(token=bearer_token(request), model=body["model"], user_id=user.id)  # type: ignore[arg-type]
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         # Wait for the first event here, so that a failure before any token is a proper HTTP error.
@@ -89,17 +90,40 @@ async def chat_completions(request: Request, user: CurrentUser) -> Any:
         except StopAsyncIteration:
             first = None
         return StreamingResponse(
-            _sse(events, first, completion_id=completion_id, model=resolved.public.id, include_usage=include_usage),
+            _sse(events, first, completion_id=completion_id, model=resolved.public.id, include_usage=include_usage,
+                 fresh=fresh),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     return await _complete(events, completion_id=completion_id, model=resolved.public.id,
-                           reasoning="reasoning" in resolved.public.capabilities)
+                           reasoning="reasoning" in resolved.public.capabilities, fresh=fresh)
 
 
 def _resolve(model: str) -> providers.ResolvedModel:
     with session_scope() as session:
         return providers.resolve_model(session, model_ref=model)
+
+
+class _KeepFresh:
+    """While an answer streams, its caller is busy, not gone: once a second the cache entries its next call needs
+    (credential, model, limits) are used, so that each is read again in the background when due. A script that sends
+    call after call then finds them fresh however long each answer takes (longer than their lifetime, they would
+    otherwise have ended, and every call would wait for three database reads)."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, *, token: str, model: str, user_id: int) -> None:
+        self.token, self.model, self.user_id = token, model, user_id
+        self.next = time.monotonic() + self.INTERVAL
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + self.INTERVAL
+        auth.keep_credential_fresh(self.token)
+        providers.resolved_from_cache(self.model)
+        limits.keep_fresh(self.user_id)
 
 
 class _Chunks:
@@ -135,7 +159,7 @@ class _Chunks:
 
 async def _sse(
     events: AsyncIterator[StreamEvent], first: StreamEvent | None, *, completion_id: str, model: str,
-    include_usage: bool,
+    include_usage: bool, fresh: _KeepFresh | None = None,
 ) -> AsyncIterator[bytes]:
     chunks = _Chunks(completion_id, model, int(time.time()))
     usage: Usage | None = None
@@ -150,6 +174,8 @@ async def _sse(
             elif (data := chunks.event(event)) is not None:
                 yield opening + data
                 opening = b""
+            if fresh is not None:
+                fresh.tick()
             event = await anext(events, None)
     except ProviderError as error:
         # Mid-stream: the status line is sent already; an `error` event is what OpenAI clients understand.
@@ -169,12 +195,14 @@ async def _sse(
 
 
 async def _complete(events: AsyncIterator[StreamEvent], *, completion_id: str, model: str,
-                    reasoning: bool) -> JSONResponse:
+                    reasoning: bool, fresh: _KeepFresh | None = None) -> JSONResponse:
     text: list[str] = []
     thoughts: list[str] = []
     usage = Usage(0, 0)
     finish = "stop"
     async for event in events:
+        if fresh is not None:
+            fresh.tick()
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, ReasoningDelta):

@@ -293,12 +293,20 @@ def page_access_token(session: Session, *, session_id: str) -> str:
 def cached_principal(token: str) -> Principal | None:
     """`resolve_bearer`'s answer while the credential cache holds it (no database: the event loop may call it).
     Used in the second half of its lifetime, the entry is read again in the background (from the event loop)."""
+    entry = _cached_credential(token)
+    return None if entry is None else Principal(user=entry.user(), session_id=entry.session_id)
+
+
+def keep_credential_fresh(token: str) -> None:
+    """Use `token`'s cache entry without a request (its caller is busy with a long answer): refreshed when due."""
+    _cached_credential(token)
+
+
+def _cached_credential(token: str) -> bearer_cache.CachedCredential | None:
     entry = bearer_cache.cache.get(token)
-    if entry is None:
-        return None
-    if refresh_ahead.due(entry.fresh_until, entry.lifetime, time.monotonic()):
+    if entry is not None and refresh_ahead.due(entry.fresh_until, entry.lifetime, time.monotonic()):
         refresh_ahead.in_background(("credential", entry.key), partial(refresh_bearer, token))
-    return Principal(user=entry.user(), session_id=entry.session_id)
+    return entry
 
 
 def resolve_bearer(session: Session, *, token: str) -> Principal:

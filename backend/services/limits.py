@@ -142,6 +142,11 @@ def _cached(user_id: int) -> UserLimits | None:
     return entry[1]
 
 
+def keep_fresh(user_id: int) -> None:
+    """Use the user's cached limits without a request (the user is busy with a long answer): refreshed when due."""
+    _cached(user_id)
+
+
 def _refresh(user_id: int) -> None:
     with session_scope() as session:
         _read_limits(session, user_id)

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from backend import db
+from backend.api import gateway as gateway_api
 from backend.config import get_settings, reset_settings
 from backend.models.auth import ApiToken
 from backend.models.base import utcnow
@@ -194,3 +195,38 @@ def test_a_refresh_read_before_a_change_is_not_kept(client, bob, monkeypatch) ->
     monkeypatch.setattr(providers, "_find_model", find_then_change)
     providers._refresh_resolved(MODEL)
     assert MODEL not in providers._resolved
+
+
+async def test_a_long_answer_keeps_its_callers_entries_fresh(client, bob) -> None:
+    """A script's next call finds its entries fresh however long the answer before it took."""
+    assert gateway(client, bob["token"]) == 200
+    age_credential(bob["token"])
+    age_model(MODEL)
+    age_limits(bob["id"])
+    fresh = gateway_api._KeepFresh(token=bob["token"], model=MODEL, user_id=bob["id"])
+    fresh.next = 0.0  # a second of the answer has gone by
+    fresh.tick()
+
+    def renewed() -> bool:
+        now = time.monotonic()
+        credential = bearer_cache.cache.get(bob["token"])
+        return (credential is not None and credential.fresh_until - now > credential.lifetime / 2
+                and providers._resolved[MODEL][0] - now > providers._RESOLVED_TTL / 2
+                and limits._cache[limits_key(bob["id"])][0] - now > limits.CACHE_SECONDS / 2)
+
+    deadline = time.monotonic() + 10
+    while not renewed() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # the refreshes start from this loop
+    assert renewed()
+
+
+def test_keeping_fresh_looks_once_a_second(monkeypatch) -> None:
+    looked: list[str] = []
+    monkeypatch.setattr(gateway_api.auth, "keep_credential_fresh", lambda token: looked.append(token))
+    fresh = gateway_api._KeepFresh(token="t", model=MODEL, user_id=1)
+    fresh.tick()
+    assert looked == []  # not before a second
+    fresh.next = 0.0
+    fresh.tick()
+    fresh.tick()
+    assert looked == ["t"]
