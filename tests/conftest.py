@@ -31,9 +31,24 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("DATA_DIR", str(data_dir))
     reset_settings()
     auth.login_limiter.cache_clear()
+    forget_process_caches()
     yield data_dir
     reset_settings()
     auth.login_limiter.cache_clear()
+    forget_process_caches()
+
+
+def forget_process_caches() -> None:
+    """The in-process caches of the hot paths (credentials, model resolutions, limits, settings, refreshes under
+    way) are keyed by what repeats from test to test on PostgreSQL (one database URL, user ids from 1, the same
+    model names): each test starts without what an earlier one left."""
+    from backend.services import bearer_cache, limits, providers, refresh_ahead, settings_store
+
+    bearer_cache.invalidate()
+    providers.forget_resolved()
+    limits.clear_cache()
+    settings_store.clear_cache()
+    refresh_ahead._running.clear()
 
 
 def _postgres_url() -> str | None:

@@ -141,6 +141,10 @@ def test_a_job_from_the_wizard_trains_to_the_end(portal: Portal, browser: Any, s
         assert_screenshot(shot)
     deployed = api(portal, "GET", "/api/v1/deployments", token=token)["data"]
     assert [(d["model"], d["status"]) for d in deployed] == [("local/tiny-facts", "running")]
+    answer = api(portal, "POST", "/v1/chat/completions", {  # the model it trained, through the gateway
+        "model": "local/tiny-facts", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}]}, token=token)
+    assert answer["choices"][0]["message"]["content"] and answer["usage"]["completion_tokens"] == 8
     assert api(portal, "DELETE", f"/api/v1/deployments/{deployed[0]['id']}", token=token)["status"] == "stopped"
     # Leave no worker behind: the cancelled one stops at its first step.
     for _ in range(RUN_TIMEOUT_MS // 500):
