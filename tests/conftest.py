@@ -92,7 +92,7 @@ def database_url(request: pytest.FixtureRequest, isolated_settings: Path, monkey
 @pytest.fixture
 def api_app(database_url: str) -> Iterator[FastAPI]:
     db.init_db(database_url)
-    app = FastAPI()
+    app = FastAPI(lifespan=api._lifespan)  # as the portal's API app: upstream clients closed with the test's loop
     api.install(app)
     yield app
     db.get_engine().dispose()

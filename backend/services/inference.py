@@ -53,16 +53,31 @@ def client_for(kind: str, config: ProviderConfig) -> BaseClient:
     if entry is not None and entry[0]() is loop:
         _clients.move_to_end(key)
         return entry[1]
+    if entry is not None:  # the client of an ended loop whose id this one reuses
+        _abandon(entry[1])
     client = make_client(kind, config)
     _clients[key] = (weakref.ref(loop), client)
     _clients.move_to_end(key)
     while len(_clients) > _CLIENT_CACHE_SIZE:
         _, (owner, old) = _clients.popitem(last=False)
-        if owner() is loop:  # the client of another loop cannot be closed from here; its loop has most likely ended
+        if owner() is loop:
             task = loop.create_task(old.aclose())
             _closing.add(task)
             task.add_done_callback(_closing.discard)
+        else:  # the client of another loop cannot be closed from here; its loop has most likely ended
+            _abandon(old)
     return client
+
+
+def _abandon(client: BaseClient) -> None:
+    """Let go of a client whose event loop is gone: its connections belong to that loop and cannot be closed from
+    another. Its HTTP client is marked closed, so that the SDK's finalizer does not schedule a close on whatever loop
+    runs when it is collected (that close fails with "Event loop is closed", logged as an error by that loop); the
+    sockets close when their objects are collected."""
+    http = getattr(getattr(client, "_client", None), "_client", None)
+    state = getattr(http, "_state", None)
+    if state is not None and hasattr(type(state), "CLOSED"):
+        http._state = type(state).CLOSED  # type: ignore[union-attr]
 
 
 async def close_clients() -> None:
