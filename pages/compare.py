@@ -27,6 +27,10 @@ from ui.widgets import format_time
 
 router = APIRouter()
 
+# In the user's storage, taken once by the Compare page: what another page carries over ({"prompt", "system"} from
+# the Prompts page's "Open in compare", {"models"} from a deployed model's Compare button).
+HANDOFF_KEY = "compare_prompt"
+
 OUTCOME_LABELS = {"a": N_("A is better"), "b": N_("B is better"), "tie": N_("Tie"), "both_bad": N_("Both are bad")}
 BATCH_ENDINGS = {
     "cancelled": N_("The batch was cancelled; the answers so far are below."),
@@ -130,7 +134,7 @@ class RunView:
             self.prompt = ui.textarea(_("Prompt")).props("outlined autogrow").classes("w-full").mark("compare-prompt")
             self.prompt.on("keydown.enter.ctrl.prevent", self.run)
             # "Open in compare" on the Prompts page (pages/prompts.py) carries a rendered prompt here, once.
-            carried = app.storage.user.pop("compare_prompt", None)
+            carried = app.storage.user.pop(HANDOFF_KEY, None)
             if isinstance(carried, dict):
                 self.prompt.set_value(carried.get("prompt") or "")
                 self.system.set_value(carried.get("system") or "")

@@ -14,12 +14,12 @@ from backend.models.training import JobStatus, TrainingJobPublic
 from backend.models.user import Role, User
 from backend.services import deployments
 from pages.chat import LAST_MODEL_KEY
+from pages.compare import HANDOFF_KEY
 from pages.service import call, query, show_error
 from ui.i18n import _
 from ui.widgets import confirm, format_time, section
 
 POLL_SECONDS = 2.0
-COMPARE_KEY = "compare_prompt"  # what the Compare page takes once from the user's storage (pages/compare.py)
 
 STATUS_LABELS = {"starting": N_("starting"), "running": N_("running"), "stopped": N_("stopped"),
                  "failed": N_("failed")}
@@ -37,7 +37,7 @@ def chat_with(model: str) -> None:
 
 
 def compare_with(model: str) -> None:
-    app.storage.user[COMPARE_KEY] = {"models": [model]}
+    app.storage.user[HANDOFF_KEY] = {"models": [model]}
     ui.navigate.to("/compare")
 
 

@@ -19,6 +19,7 @@ from backend.models.user import Role, User
 from backend.providers.base import ProviderError
 from backend.services import prompt_formats, prompts, providers
 from backend.services.prompt_render import variable_specs
+from pages.compare import HANDOFF_KEY
 from pages.guard import page_user
 from pages.service import call, error_text, query, show_error
 from ui.chat import AnswerView, use_chat_assets
@@ -38,7 +39,6 @@ from ui.widgets import confirm, format_time
 
 router = APIRouter()
 
-COMPARE_KEY = "compare_prompt"  # in the user's storage: what "Open in compare" carries to the Compare page
 MODEL_KEY = "prompts_model"  # the playground's model, remembered
 FORMAT_LABELS = {"openai": "OpenAI", "anthropic": "Anthropic", "sharegpt": "ShareGPT", "alpaca": "Alpaca",
                  "text": "Text"}
@@ -506,7 +506,7 @@ class PlaygroundView:
         if dropped and not await confirm(_("Compare sends one prompt without a history: only the system prompt and "
                                            "the last user message go there. Continue?"), ok=_("Continue")):
             return
-        app.storage.user[COMPARE_KEY] = carried
+        app.storage.user[HANDOFF_KEY] = carried
         ui.navigate.to("/compare")
 
 

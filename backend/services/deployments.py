@@ -108,15 +108,13 @@ def source_arguments(job: TrainingJob) -> list[str]:
 
 
 def _context_length(job: TrainingJob) -> int | None:
-    for folder in (Path(job.base_model_path or job.base_model),):
-        try:
-            config = orjson.loads((folder / "config.json").read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        value = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    """The base model's context length, from its config (a fine-tune keeps it)."""
+    try:
+        config = orjson.loads((Path(job.base_model_path or job.base_model) / "config.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    value = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def local_provider(session: Session) -> Provider:
@@ -150,8 +148,7 @@ def _list_model(session: Session, deployment: Deployment, job: TrainingJob, *, a
     model.available = available
     model.endpoint = endpoint(deployment) if available else None
     model.updated_at = utcnow()
-    session.add(model)
-    providers.forget_resolved()
+    session.add(model)  # cached resolutions are forgotten when this commits (providers' ORM listener)
 
 
 # --- processes ------------------------------------------------------------------------------------------------------
@@ -500,7 +497,6 @@ def _before_job_delete(session: Session, job: TrainingJob) -> None:
     model = _model_row(session, deployment)
     if model is not None:
         session.delete(model)
-        providers.forget_resolved()
     session.delete(deployment)
     session.flush()
     shutil.rmtree(folder_of(deployment), ignore_errors=True)
