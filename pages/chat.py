@@ -75,13 +75,14 @@ class ChatView:
         ui.context.client.on_delete(self._stop_listening)
         self._show_list(query(chat.list_conversations, user=self.user))
         if conversation_id is not None:
+            running = chat.running_reply(conversation_id)  # before reading: see `_show`
             try:
                 conversation = query(chat.read_conversation, user=self.user, conversation_id=conversation_id)
             except DomainError as error:
                 show_error(error)
                 ui.navigate.history.replace("/chat")
             else:
-                self._show(conversation)
+                self._show(conversation, running)
                 return
         self._show_empty(models)
 
@@ -158,6 +159,7 @@ class ChatView:
 
     async def open(self, conversation_id: int) -> None:
         self.sidebar.classes(remove="lp-open")
+        running = chat.running_reply(conversation_id)  # before reading: see `_show`
         try:
             conversation = await call(chat.read_conversation, user=self.user, conversation_id=conversation_id)
         except DomainError as error:
@@ -165,7 +167,7 @@ class ChatView:
             await self.refresh_list()
             return
         ui.navigate.history.replace(f"/chat/{conversation_id}")
-        self._show(conversation)
+        self._show(conversation, running)
         await self.refresh_list()
 
     async def _reopen(self) -> None:
@@ -201,7 +203,10 @@ class ChatView:
                 ui.label(_("Ask anything. Answers stream in, and a reasoning model's thinking shows above its "
                            "answer.")).classes("text-secondary text-center")
 
-    def _show(self, conversation: ConversationPublic) -> None:
+    def _show(self, conversation: ConversationPublic, running: chat.Reply | None) -> None:
+        """Show a conversation as read. `running` is the answer being written in it, looked up *before* reading: an
+        answer that finished in between is still followed to its end (its events are all kept), whereas one looked
+        up after the reading could be gone while the row read still says "streaming"."""
         self._stop_listening()
         self.conversation, self.conversation_id = conversation, conversation.id
         self.title.set_text(conversation.title)
@@ -211,7 +216,8 @@ class ChatView:
             self.picker.set_value(conversation.model)
         self.messages.clear()
         self._set_streaming(False)
-        running = chat.running_reply(conversation.id)
+        # The one looked up before reading, and any started since (its row was read too).
+        live = {r.message_id: r for r in (running, chat.running_reply(conversation.id)) if r is not None}
         with self.messages:
             if conversation.system_prompt:
                 with ui.row().classes("lp-system w-full items-start gap-2 no-wrap").mark("system-note"):
@@ -222,11 +228,13 @@ class ChatView:
                 if message.role == "user":
                     self._user_message(message)
                     continue
-                view = self._answer_view(message)
-                if message.status == "streaming" and running is not None and running.message_id == message.id:
-                    self._listen(running, view)
+                reply = live.get(message.id) if message.status == "streaming" else None
+                if reply is not None:
+                    # The live answer replays every event from its first: start empty, or what was saved so far
+                    # would show twice.
+                    self._listen(reply, self._answer_view(message, live=True))
                 else:
-                    self._finished(view, message, last=index == last)
+                    self._finished(self._answer_view(message), message, last=index == last)
 
     # --- messages ---------------------------------------------------------------------------------------------
 
@@ -255,9 +263,13 @@ class ChatView:
                           on_click=lambda: self._resend(message.id, box.value or "")).props(
                     "unelevated color=primary").mark("resend")
 
-    def _answer_view(self, message: MessagePublic) -> AnswerView:
-        view = AnswerView(text=message.content, reasoning=message.reasoning or "", reasoning_ms=message.reasoning_ms,
-                          streaming=message.status == "streaming").mark(f"answer-{message.id}")
+    def _answer_view(self, message: MessagePublic, *, live: bool = False) -> AnswerView:
+        if live:
+            view = AnswerView(streaming=True)
+        else:
+            view = AnswerView(text=message.content, reasoning=message.reasoning or "",
+                              reasoning_ms=message.reasoning_ms, streaming=message.status == "streaming")
+        view.mark(f"answer-{message.id}")
         if message.context_trimmed:
             view.show_note(_("{n} earlier messages were left out to fit the model's context.",
                              n=message.context_trimmed))
@@ -267,7 +279,8 @@ class ChatView:
         """An answer as it stays: metrics, what happened to it, and what can be done with it."""
         usage = message.usage or {}
         view.finish(status=message.status, model=message.model, output_tokens=usage.get("output_tokens"),
-                    ttft_ms=message.ttft_ms, total_ms=message.total_ms, reasoning_ms=message.reasoning_ms)
+                    ttft_ms=message.ttft_ms, total_ms=message.total_ms, reasoning_ms=message.reasoning_ms,
+                    text=message.content, reasoning=message.reasoning or "")
         view.show_outcome(message.status, message.error, retry=self.regenerate if last else None)
         view.actions.clear()
         with view.actions:

@@ -220,9 +220,16 @@ class AnswerView(ui.column):
         self._throttle.poke()
 
     def finish(self, *, status: str, model: str | None = None, output_tokens: int | None = None,
-               ttft_ms: int | None = None, total_ms: int | None = None, reasoning_ms: int | None = None) -> None:
-        """The stored message arrived: show it as it will stay."""
+               ttft_ms: int | None = None, total_ms: int | None = None, reasoning_ms: int | None = None,
+               text: str | None = None, reasoning: str | None = None) -> None:
+        """The stored message arrived: show it as it will stay (its `text` and `reasoning`, when given, replace
+        what was streamed)."""
         self.streaming = False
+        if text is not None:
+            self.text = text
+        if reasoning is not None:
+            self.reasoning = reasoning
+            self.thoughts.set_visibility(bool(reasoning))
         if reasoning_ms is not None:
             self._reasoning_ms = reasoning_ms
         elif self._reasoning_started is not None and self._reasoning_ms is None:

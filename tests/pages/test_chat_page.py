@@ -124,18 +124,38 @@ async def test_edit_and_resend_from_an_earlier_message(chatting: User, openai_up
     assert openai_upstream.last_request.json["messages"] == [{"role": "user", "content": "Tell me about dogs"}]
 
 
-async def test_an_answer_goes_on_while_the_page_is_away_and_shows_on_return(chatting: User, openai_upstream) -> None:
-    openai_upstream.script.set(reply(chunks=[f"part{i} " for i in range(30)], delay=0.03))
+async def partly_saved() -> Message:
+    """Until the answer being written has been saved with part of its text (and is still being written)."""
+    for _ in range(250):
+        answer = stored_messages()[-1]
+        assert answer.status == "streaming", "the answer finished before a partial save was seen"
+        if answer.content:
+            return answer
+        await asyncio.sleep(0.02)
+    raise AssertionError("no partial answer was saved")
+
+
+async def test_an_answer_goes_on_while_the_page_is_away_and_shows_once_on_return(chatting: User, openai_upstream,
+                                                                                monkeypatch) -> None:
+    monkeypatch.setattr(chat, "SAVE_INTERVAL", 0.1)
+    parts = [f"part{i} " for i in range(60)]
+    openai_upstream.script.set(reply(chunks=parts, delay=0.03))
     await chatting.open("/chat")
     await ask(chatting, "Long answer please")
     await see(chatting, content="part1 ")
     await chatting.open("/models")  # leave while it is being written
+    saved = await partly_saved()  # what came is saved while the answer streams, not only at its end
+    assert saved.content.startswith("part0 ") and "part59" not in saved.content
     await chatting.open("/chat")
-    conversation_id = stored_messages()[0].conversation_id
-    chatting.find(marker=f"conversation-{conversation_id}").click()
-    await see(chatting, content="part29")
+    chatting.find(marker=f"conversation-{saved.conversation_id}").click()
+    await see(chatting, content="part59")
     await settled()
-    assert stored_messages()[1].content.endswith("part29 ") and stored_messages()[1].status == "done"
+    stored = stored_messages()[1]
+    assert stored.content == "".join(parts) and stored.status == "done"
+    # Shown once: not the saved part and then the whole answer replayed after it.
+    view = next(iter(chatting.find(marker=f"answer-{stored.id}").elements))
+    assert view.text == stored.content and view.body.text == stored.content
+    assert view.body.content.count("part0 ") == 1
 
 
 async def test_model_picker_remembers_the_last_model_and_settings_reach_the_model(chatting: User,
