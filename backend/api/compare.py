@@ -45,14 +45,15 @@ def leaderboard(_user: CurrentUser, session: SessionDep) -> dict[str, list[dict[
 
 @router.post("/batches", status_code=status.HTTP_201_CREATED, response_model=BatchPublic)
 async def start_batch(body: BatchRequest, user: CurrentUser) -> BatchPublic:
-    """Runs `prompts` (or the prompts parsed from `text`) against `models` in the background."""
-    prompts = body.prompts
+    """Runs `prompts` (or the prompts parsed from `text`, each with its own system prompt where the file gives one)
+    against `models` in the background."""
+    prompts: list[str] | list[prompt_lists.PromptLine] | None = body.prompts
     if prompts is None:
         lines, errors = prompt_lists.parse_prompts(body.text or "", filename=body.filename)
         if errors:
             first = errors[0]
             raise Invalid("Line {line}: {reason}", line=first.line, reason=first.text())
-        prompts = [line.prompt for line in lines]
+        prompts = lines
     job = await compare.start_batch(user=user, models=body.models, prompts=prompts, system=body.system,
                                     params=body.params, concurrency=body.concurrency)
     return await run_in_threadpool(_read_batch, user, job.batch_id)

@@ -22,7 +22,8 @@ class CompareBatch(SQLModel, table=True):
     concurrency: int = 4
     total: int = 0
     done: int = 0
-    status: str = Field(default="running", max_length=16)  # running, done, cancelled, interrupted
+    status: str = Field(default="running", max_length=16)  # running, done, cancelled, interrupted, failed
+    error: str | None = Field(default=None, sa_column=Column(Text))  # why a failed batch stopped
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 
@@ -137,4 +138,5 @@ class BatchPublic(SQLModel):
     concurrency: int
     created_at: datetime
     finished_at: datetime | None
+    error: str | None = None  # why a failed batch stopped
     averages: list[ModelAverages]

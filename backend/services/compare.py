@@ -8,11 +8,13 @@ make the leaderboard. Batches run a list of prompts against the same models, a l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import logging
 import random
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from backend.db import session_scope
-from backend.errors import Conflict, Invalid, NotFound
+from backend.errors import Conflict, DomainError, Invalid, NotFound
+from backend.i18n import N_, gettext
 from backend.models.base import utcnow
 from backend.models.compare import (
     BatchPublic,
@@ -36,15 +39,19 @@ from backend.models.compare import (
     CompareVote,
     ModelAverages,
 )
+from backend.models.provider import Provider, ProviderModel
 from backend.models.user import Role, User
+from backend.providers.base import ProviderError
 from backend.services import audit, inference, limits, providers, ratings
 from backend.services.answers import LiveAnswer
 from backend.services.chat import clean_params
+from backend.services.prompt_lists import PromptLine
 
 log = logging.getLogger(__name__)
 
 MIN_MODELS, MAX_MODELS = 2, 4
 BLIND_LABELS = ("Model A", "Model B")
+BATCH_UNEXPECTED = N_("An unexpected error stopped the batch ({kind}); the log has the details")
 
 
 @dataclass(kw_only=True)
@@ -98,6 +105,8 @@ def _check_models(models: Sequence[str], *, least: int = MIN_MODELS) -> list[str
 
 def _prepare(session: Session, *, user: User, data: CompareRequest, batch_id: int | None = None,
              least: int = MIN_MODELS) -> _Prepared:
+    """Check and store a run. A comparison is one request against the user's rate; a prompt of a batch is not (the
+    batch was counted as one when it started), but every call of either uses tokens of the daily quota."""
     prompt = data.prompt.strip()
     if not prompt:
         raise Invalid("A prompt cannot be empty")
@@ -106,7 +115,10 @@ def _prepare(session: Session, *, user: User, data: CompareRequest, batch_id: in
         raise Invalid("A blind comparison takes exactly two models")
     params = clean_params(data.params)
     resolved = [providers.resolve_model(session, model_ref=m) for m in models]
-    limits.check(session, user=user, kind="compare")  # 429 past the user's rate or daily token quota
+    if batch_id is None:
+        limits.check(session, user=user, kind="compare")  # 429 past the user's rate or daily token quota
+    else:
+        limits._check_quota(session, user.id, limits.limits_for(session, user.id))  # type: ignore[arg-type]
     if data.blind:
         random.shuffle(resolved)  # which side a model lands on must tell nothing
     run = CompareRun(user_id=user.id, batch_id=batch_id, prompt=prompt, system_prompt=(data.system or "").strip()  # type: ignore[arg-type]
@@ -127,10 +139,30 @@ def _prepare_in_session(**kwargs: Any) -> _Prepared:
         return _prepare(session, **kwargs)
 
 
+def _never_started(prepared: _Prepared) -> None:
+    with session_scope() as session:
+        for result_id, _model in prepared.columns:
+            result = session.get(CompareResult, result_id)
+            if result is not None and result.status == "streaming":
+                result.status = "cancelled"
+                session.add(result)
+        session.commit()
+
+
 async def start_compare(*, user: User, data: CompareRequest, batch_id: int | None = None,
                         limit: asyncio.Semaphore | None = None, least: int = MIN_MODELS) -> Comparison:
     """Store the run and call every model at once; returns at once with the live columns."""
-    prepared = await run_in_threadpool(_prepare_in_session, user=user, data=data, batch_id=batch_id, least=least)
+    preparing = asyncio.ensure_future(run_in_threadpool(_prepare_in_session, user=user, data=data,
+                                                        batch_id=batch_id, least=least))
+    try:
+        prepared = await asyncio.shield(preparing)
+    except asyncio.CancelledError:
+        # Cancelled (a batch stopping) while the thread stores the run: let it finish, so that the run's rows are
+        # in before whoever cancelled looks for what is left running, then end them as never started.
+        with contextlib.suppress(Exception):
+            prepared = await preparing
+            await asyncio.shield(run_in_threadpool(_never_started, prepared))
+        raise
     comparison = Comparison(run_id=prepared.run_id, blind=data.blind, columns=[])
     loop = asyncio.get_running_loop()
     for position, (result_id, resolved) in enumerate(prepared.columns):
@@ -189,7 +221,8 @@ def _save_result(column: Column) -> CompareResultPublic | None:
         session.add(result)
         session.commit()
         run = session.get(CompareRun, result.run_id)
-        return result_public(result, hide=bool(run and run.blind))
+        hide = bool(run and run.blind)
+        return result_public(result, hide=hide, names=_display_names(session, [result.model]) if hide else None)
 
 
 async def compare(*, user: User, data: CompareRequest) -> CompareRunPublic:
@@ -237,14 +270,43 @@ def tokens_per_second(output_tokens: int | None, ttft_ms: int | None, total_ms: 
     return round(output_tokens / ((total_ms - ttft_ms) / 1000), 1)
 
 
-def result_public(result: CompareResult, *, hide: bool) -> CompareResultPublic:
+def result_public(result: CompareResult, *, hide: bool, names: dict[str, str] | None = None) -> CompareResultPublic:
+    """A result as users see it; hidden (a blind run before its vote), its model is "Model A" or "Model B", in its
+    error too (a provider's message names the provider, sometimes the model). `names`: display names by model."""
+    label = BLIND_LABELS[result.position] if hide else result.model
+    error = result.error
+    if hide and error:
+        error = mask_model(error, model=result.model, label=label, display_name=(names or {}).get(result.model))
     return CompareResultPublic(
-        position=result.position, model=BLIND_LABELS[result.position] if hide else result.model, text=result.text,
+        position=result.position, model=label, text=result.text,
         reasoning=result.reasoning, ttft_ms=result.ttft_ms, total_ms=result.total_ms, reasoning_ms=result.reasoning_ms,
         output_tokens=result.output_tokens,
         tokens_per_s=tokens_per_second(result.output_tokens, result.ttft_ms, result.total_ms),
-        status=result.status, error=result.error,
+        status=result.status, error=error,
     )
+
+
+def mask_model(text: str, *, model: str, label: str, display_name: str | None = None) -> str:
+    """`text` with every mention of the model (its public id, provider name, model id, display name) as `label`."""
+    provider, _, model_id = model.partition("/")
+    names = sorted({n for n in (model, model_id, display_name, provider) if n and n.strip()}, key=len, reverse=True)
+    if not names:
+        return text
+    pattern = "|".join(rf"(?<![\w-]){re.escape(n)}(?![\w-])" for n in names)  # whole names, longest first
+    return re.sub(pattern, label, text, flags=re.IGNORECASE)
+
+
+def _display_names(session: Session, models: Sequence[str]) -> dict[str, str]:
+    """Display names of these public model ids, where an admin gave one."""
+    names = {}
+    for model in models:
+        provider, _, model_id = model.partition("/")
+        found = session.exec(select(ProviderModel.display_name)
+                             .join(Provider, col(Provider.id) == ProviderModel.provider_id)
+                             .where(Provider.name == provider, ProviderModel.model_id == model_id)).first()
+        if found:
+            names[model] = found
+    return names
 
 
 def _get_run(session: Session, *, user: User, run_id: int) -> CompareRun:
@@ -268,7 +330,9 @@ def read_run(session: Session, *, user: User, run_id: int) -> CompareRunPublic:
     run = _get_run(session, user=user, run_id=run_id)
     vote = _vote_of(session, run_id) if run.blind else None
     hide = run.blind and vote is None
-    results = [result_public(r, hide=hide) for r in _results(session, run_id)]
+    stored = _results(session, run_id)
+    names = _display_names(session, [r.model for r in stored if r.error]) if hide else None
+    results = [result_public(r, hide=hide, names=names) for r in stored]
     return CompareRunPublic(id=run_id, prompt=run.prompt, models=[r.model for r in results], blind=run.blind,
                             vote=vote.outcome if vote else None, created_at=run.created_at, system=run.system_prompt,
                             params=dict(run.params), results=results)
@@ -334,6 +398,7 @@ class BatchJob:
     total: int
     done: int = 0
     status: str = "running"
+    error: str | None = None  # why a batch that failed stopped
     task: asyncio.Task[None] | None = None
     comparisons: list[Comparison] = field(default_factory=list)
 
@@ -345,11 +410,12 @@ def running_batch(batch_id: int) -> BatchJob | None:
     return _batches.get(batch_id)
 
 
-def _create_batch(*, user: User, models: list[str], prompts: list[str], system: str | None, params: dict[str, Any],
-                  concurrency: int) -> int:
+def _create_batch(*, user: User, models: list[str], prompts: list[PromptLine], system: str | None,
+                  params: dict[str, Any], concurrency: int) -> int:
     with session_scope() as session:
         for model in models:
             providers.resolve_model(session, model_ref=model)  # unknown models are refused before anything runs
+        limits.check(session, user=user, kind="compare")  # the whole batch is one request against the rate
         batch = CompareBatch(user_id=user.id, models=models, system_prompt=system, params=params,  # type: ignore[arg-type]
                              concurrency=concurrency, total=len(prompts))
         session.add(batch)
@@ -360,58 +426,84 @@ def _create_batch(*, user: User, models: list[str], prompts: list[str], system: 
         return batch.id  # type: ignore[return-value]
 
 
-async def start_batch(*, user: User, models: Sequence[str], prompts: Sequence[str], system: str | None = None,
-                      params: dict[str, Any] | None = None, concurrency: int = 4) -> BatchJob:
-    """Run every prompt against every model, at most `concurrency` calls at once, in the background."""
+def _prompt_lines(prompts: Sequence[str | PromptLine]) -> list[PromptLine]:
+    lines = [p if isinstance(p, PromptLine) else PromptLine(i + 1, p) for i, p in enumerate(prompts) if p]
+    return [PromptLine(line.line, line.prompt.strip(), (line.system or "").strip() or None) for line in lines
+            if line.prompt and line.prompt.strip()]
+
+
+async def start_batch(*, user: User, models: Sequence[str], prompts: Sequence[str | PromptLine],
+                      system: str | None = None, params: dict[str, Any] | None = None,
+                      concurrency: int = 4) -> BatchJob:
+    """Run every prompt against every model, at most `concurrency` calls at once, in the background. A prompt given
+    as a `PromptLine` with a system prompt of its own is sent with it instead of `system`."""
     chosen = _check_models(models, least=1)
-    texts = [p.strip() for p in prompts if p and p.strip()]
-    if not texts:
+    lines = _prompt_lines(prompts)
+    if not lines:
         raise Invalid("The batch has no prompts")
     if not 1 <= concurrency <= 16:
         raise Invalid("Concurrency is between {low} and {high}", low=1, high=16)
     params = clean_params(params)
-    batch_id = await run_in_threadpool(_create_batch, user=user, models=chosen, prompts=texts, system=system,
+    system = (system or "").strip() or None
+    batch_id = await run_in_threadpool(_create_batch, user=user, models=chosen, prompts=lines, system=system,
                                        params=params, concurrency=concurrency)
-    job = BatchJob(batch_id=batch_id, total=len(texts))
+    job = BatchJob(batch_id=batch_id, total=len(lines))
     _batches[batch_id] = job
     job.task = asyncio.get_running_loop().create_task(
-        _run_batch(job, user=user, models=chosen, prompts=texts, system=system, params=params,
+        _run_batch(job, user=user, models=chosen, prompts=lines, system=system, params=params,
                    concurrency=concurrency))
     return job
 
 
-async def _run_batch(job: BatchJob, *, user: User, models: list[str], prompts: list[str], system: str | None,
-                     params: dict[str, Any], concurrency: int) -> None:
+async def _run_batch(job: BatchJob, *, user: User, models: list[str], prompts: list[PromptLine],
+                     system: str | None, params: dict[str, Any], concurrency: int) -> None:
     limit = asyncio.Semaphore(concurrency)  # calls in flight, shared by every column of every prompt
     prompts_in_flight = asyncio.Semaphore(concurrency)  # a prompt is stored only when its calls can soon start
 
-    async def one(prompt: str) -> None:
+    async def one(line: PromptLine) -> None:
         async with prompts_in_flight:
-            await answer(prompt)
+            await answer(line)
 
-    async def answer(prompt: str) -> None:
-        comparison = await start_compare(user=user, data=CompareRequest(prompt=prompt, models=models, system=system,
-                                                                        params=params),
-                                         batch_id=job.batch_id, limit=limit, least=1)
+    async def answer(line: PromptLine) -> None:
+        data = CompareRequest(prompt=line.prompt, models=models, system=line.system or system, params=params)
+        comparison = await start_compare(user=user, data=data, batch_id=job.batch_id, limit=limit, least=1)
         job.comparisons.append(comparison)
         await comparison.wait()
         job.done += 1
 
     try:
         # Prompts are taken in order, a few at a time; `limit` (shared by every column) bounds the calls in flight.
-        await asyncio.gather(*(one(p) for p in prompts))
+        # A prompt that cannot start (the daily quota used up, a model gone) stops the others: the group cancels them.
+        async with asyncio.TaskGroup() as group:
+            for line in prompts:
+                group.create_task(one(line))
         job.status = "done"
     except asyncio.CancelledError:
         job.status = "cancelled"
-        for comparison in job.comparisons:
-            for column in comparison.columns:
-                column.cancel()
-    except Exception:
-        log.exception("batch %s failed", job.batch_id)
-        job.status = "failed"
+    except Exception as failure:
+        job.status, job.error = "failed", _why(failure, job.batch_id)
     finally:
+        await asyncio.shield(_stop_columns(job))
         await asyncio.shield(run_in_threadpool(_finish_batch, job))
         _batches.pop(job.batch_id, None)
+
+
+def _why(failure: BaseException, batch_id: int) -> str:
+    """What to tell the user about a batch's failure: the first cause, as the service or provider worded it."""
+    while isinstance(failure, BaseExceptionGroup) and failure.exceptions:
+        failure = failure.exceptions[0]
+    if isinstance(failure, DomainError | ProviderError):
+        return failure.translated()
+    log.error("batch %s failed", batch_id, exc_info=failure)
+    return gettext(BATCH_UNEXPECTED, kind=type(failure).__name__)
+
+
+async def _stop_columns(job: BatchJob) -> None:
+    """Every column of the batch still running is cancelled, and written, before the batch is."""
+    columns = [c for comparison in job.comparisons for c in comparison.columns if not c.finished]
+    for column in columns:
+        column.cancel()
+    await asyncio.gather(*(c.task for c in columns if c.task is not None), return_exceptions=True)
 
 
 def _finish_batch(job: BatchJob) -> None:
@@ -419,6 +511,7 @@ def _finish_batch(job: BatchJob) -> None:
         batch = session.get(CompareBatch, job.batch_id)
         if batch is not None:
             batch.done, batch.status, batch.finished_at = job.done, job.status, utcnow()
+            batch.error = (job.error or "")[:1000] or None
             session.add(batch)
             session.commit()
 
@@ -472,7 +565,7 @@ def read_batch(session: Session, *, user: User, batch_id: int) -> BatchPublic:
     return BatchPublic(id=batch_id, models=list(batch.models), status=job.status if job else batch.status,
                        total=batch.total, done=job.done if job else batch.done, concurrency=batch.concurrency,
                        created_at=batch.created_at, finished_at=batch.finished_at,
-                       averages=averages(results, batch.models))
+                       error=(job.error if job else None) or batch.error, averages=averages(results, batch.models))
 
 
 def list_batches(session: Session, *, user: User, limit: int = 50) -> list[BatchPublic]:

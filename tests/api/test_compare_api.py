@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -151,3 +153,151 @@ def test_a_batch_with_a_bad_line_names_it(client, alice) -> None:
     assert response.status_code == 400 and response.json()["detail"].startswith("Line 2:")
     response = client.post("/api/v1/compare/batches", headers=alice, json={"models": MODELS[:2], "prompts": []})
     assert response.status_code == 400
+
+
+def _admin_limits(client: TestClient, headers: dict[str, str], **limits: int) -> None:
+    me = client.get("/api/v1/users/me", headers=headers).json()
+    response = client.patch(f"/api/v1/admin/users/{me['id']}", headers=headers, json=limits)
+    assert response.status_code == 200, response.text
+
+
+def test_a_batch_is_one_request_against_the_rate_limit(client, alice, openai_upstream) -> None:
+    _admin_limits(client, alice, rate_limit_per_minute=2)
+    openai_upstream.script.set(reply("ok", delay=0.01))
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:2], "prompts": ["one", "two", "three", "four"], "concurrency": 4})
+    assert response.status_code == 201, response.text
+    batch = _wait_for_batch(client, alice, response.json()["id"])
+    assert (batch["status"], batch["done"], batch["error"]) == ("done", 4, None)  # its 8 calls: one request
+    assert client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2]}).status_code == 200
+    refused = client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2]})
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    refused = client.post("/api/v1/compare/batches", headers=alice, json={"models": MODELS[:2], "prompts": ["x"]})
+    assert refused.status_code == 429  # a batch starts only within the rate
+    assert len(client.get("/api/v1/compare/batches", headers=alice).json()["data"]) == 1
+
+
+def test_a_batch_stops_cleanly_with_the_reason_when_the_daily_quota_runs_out(client, alice, openai_upstream) -> None:
+    from backend.db import session_scope
+    from backend.models import UsageRecord
+
+    _admin_limits(client, alice, daily_token_quota=1000)
+    openai_upstream.script.set(reply("slow", usage=(1, 1), first_token_delay=1.0))
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:2], "prompts": ["one", "two", "three"], "concurrency": 1})
+    assert response.status_code == 201, response.text
+    with session_scope() as session:  # while the first prompt is answered, today's tokens run out
+        session.add(UsageRecord(user_id=1, model="elsewhere/model", source="gateway", input_tokens=1000))
+        session.commit()
+    batch = _wait_for_batch(client, alice, response.json()["id"])
+    assert (batch["status"], batch["done"]) == ("failed", 1)
+    assert batch["error"].startswith("Daily token quota of 1000 tokens used up")
+    assert len(openai_upstream.chat_requests) == 2  # the first prompt's two calls; the third prompt never started
+    rows = client.get(f"/api/v1/compare/batches/{batch['id']}/export?format=json", headers=alice).json()
+    assert sorted((r["prompt"], r["status"]) for r in rows) == [("one", "done"), ("one", "done")]
+    listed = client.get("/api/v1/compare/batches", headers=alice).json()["data"]
+    assert [(b["id"], b["status"], b["error"]) for b in listed] == [(batch["id"], "failed", batch["error"])]
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start
+    at_once = most = 0
+    for _, step in edges:
+        at_once += step
+        most = max(most, at_once)
+    return most
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+def test_a_batch_never_has_more_calls_in_flight_than_its_concurrency(client, alice, openai_upstream, monkeypatch,
+                                                                     concurrency) -> None:
+    from backend.services import inference
+
+    spans: list[tuple[float, float]] = []
+    calling = inference.stream_completion
+
+    async def timed(*args, **kwargs):  # each upstream call's start and end, as the service makes it
+        started = time.perf_counter()
+        try:
+            async for event in calling(*args, **kwargs):
+                yield event
+        finally:
+            spans.append((started, time.perf_counter()))
+
+    monkeypatch.setattr(inference, "stream_completion", timed)
+    openai_upstream.script.set(reply("ok", first_token_delay=0.3))
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:2], "prompts": ["one", "two", "three"], "concurrency": concurrency})
+    batch = _wait_for_batch(client, alice, response.json()["id"])
+    assert (batch["status"], batch["done"], len(spans)) == ("done", 3, 6)
+    assert _most_at_once(spans) == concurrency  # never more; and as many as allowed did run together
+
+
+def test_a_batch_cancelled_keeps_its_answers_so_far(client, alice, bob, openai_upstream) -> None:
+    openai_upstream.script.set(reply(chunks=[f"w{i} " for i in range(60)], delay=0.05))
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:2], "prompts": [f"p{i}" for i in range(6)], "concurrency": 2})
+    batch_id = response.json()["id"]
+    for _ in range(100):  # the first answers are under way
+        if len(openai_upstream.chat_requests) >= 2:
+            break
+        time.sleep(0.05)
+    assert client.post(f"/api/v1/compare/batches/{batch_id}/cancel", headers=bob).status_code == 404
+    cancelled = client.post(f"/api/v1/compare/batches/{batch_id}/cancel", headers=alice)
+    assert cancelled.status_code == 200 and cancelled.json() == {"cancelled": True}
+    batch = _wait_for_batch(client, alice, batch_id)
+    assert batch["status"] == "cancelled" and batch["done"] < 6
+    rows = client.get(f"/api/v1/compare/batches/{batch_id}/export?format=json", headers=alice).json()
+    assert rows and all(r["status"] in ("done", "cancelled") for r in rows)  # nothing left "streaming"
+    assert any(r["text"].startswith("w0 ") for r in rows)  # what came before the cancel is kept
+    assert client.post(f"/api/v1/compare/batches/{batch_id}/cancel", headers=alice).json() == {"cancelled": False}
+    assert client.get("/api/v1/compare/batches", headers=bob).json()["data"] == []
+    assert client.get("/api/v1/compare/batches", headers=None).status_code == 401
+
+
+def test_stop_ends_a_comparison_in_flight_for_its_owner_only(client, alice, bob, openai_upstream) -> None:
+    openai_upstream.script.set(reply(chunks=[f"w{i} " for i in range(200)], delay=0.05))
+    answered: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: answered.setdefault("response", client.post(
+        "/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2]})))
+    thread.start()
+    for _ in range(100):
+        runs = client.get("/api/v1/compare", headers=alice).json()["data"]
+        if runs and len(openai_upstream.chat_requests) >= 2:
+            break
+        time.sleep(0.05)
+    run_id = runs[0]["id"]
+    assert client.post(f"/api/v1/compare/{run_id}/stop", headers=bob).status_code == 404
+    assert client.post(f"/api/v1/compare/{run_id}/stop?position=1", headers=alice).json() == {"stopped": 1}
+    assert client.post(f"/api/v1/compare/{run_id}/stop", headers=alice).json() == {"stopped": 1}
+    thread.join(10)
+    results = answered["response"].json()["results"]
+    assert [r["status"] for r in results] == ["cancelled", "cancelled"]
+    assert all("w199" not in r["text"] for r in results)
+    assert client.post("/api/v1/compare", json={"prompt": "Hi", "models": MODELS[:2]}).status_code == 401
+
+
+def test_per_line_system_prompts_of_a_file_are_sent(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(reply("ok"))
+    text = 'prompt,system\n"first\nline two",Be terse.\nsecond,\n'
+    response = client.post("/api/v1/compare/batches", headers=alice, json={
+        "models": MODELS[:1], "text": text, "filename": "p.csv", "system": "Default.", "concurrency": 1})
+    assert response.status_code == 201, response.text
+    assert _wait_for_batch(client, alice, response.json()["id"])["status"] == "done"
+    sent = sorted((r.json["messages"][1]["content"], r.json["messages"][0]["content"])
+                  for r in openai_upstream.chat_requests)
+    assert sent == [("first\nline two", "Be terse."), ("second", "Default.")]
+
+
+def test_a_blind_error_does_not_name_its_model_before_the_vote(client, alice, openai_upstream) -> None:
+    openai_upstream.script.set(error(400, "fake-r1 cannot take this request"), model="fake-r1")
+    openai_upstream.script.set(reply("fine"), model="fake-chat")
+    run = client.post("/api/v1/compare", headers=alice, json={"prompt": "Hi", "models": MODELS[:2],
+                                                               "blind": True}).json()
+    failed = next(r for r in run["results"] if r["status"] == "error")
+    assert "fake-r1" not in failed["error"] and "acme" not in failed["error"], failed["error"]
+    assert failed["model"] in failed["error"]  # "Model A …" or "Model B …"
+    assert client.get(f"/api/v1/compare/{run['id']}", headers=alice).json()["results"] == run["results"]
+    voted = client.post(f"/api/v1/compare/{run['id']}/vote", headers=alice, json={"outcome": "tie"}).json()
+    failed = next(r for r in voted["results"] if r["status"] == "error")
+    assert "fake-r1 cannot take this request" in failed["error"]  # revealed with the names
