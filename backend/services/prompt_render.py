@@ -3,39 +3,67 @@
 Templates are written by users and rendered on the server, so they run in Jinja2's immutable sandbox with strict
 undefined variables, and more besides: attributes and keys that begin with an underscore are refused when a
 template is saved (the way out of any Python sandbox starts with `__class__`, `__globals__`, `__subclasses__`),
-the sandbox refuses them again when it renders, and loops, repetition and the rendered text have limits, so that
-a template cannot keep a server thread busy or fill its memory.
+the sandbox refuses them again when it renders, and a rendering has limits, so that a template cannot keep a
+server thread busy or fill its memory:
+
+- every step that builds a value (`+`, `*`, `%`, `~`, a filter, a method, a captured block, printing a list) is
+  checked before it builds: no string, and no list's text, longer than `MAX_VALUE`; where the size cannot be
+  known beforehand (`replace`, `join`, `indent`, `format`, …) it is estimated from the arguments;
+- what all steps build together is counted: `MAX_BUILT` (a list's items count four each), so that many values,
+  each short enough, cannot fill the memory either;
+- loops, calls (macros included: two recursive calls per call are 2ⁿ calls without any loop) and time are
+  limited.
 """
 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 from backend.errors import Invalid
 from backend.models.prompt import VARIABLE_TYPES
 
 MAX_ITERATIONS = 10_000  # loop steps in one rendering, all loops together
+MAX_CALLS = 50_000  # calls in one rendering; a macro's (or a recursive loop's) counts ten: it costs as much
+MAX_SECONDS = 2.0  # one rendering's time, checked at every loop step and call
 MAX_OUTPUT = 200_000  # characters of rendered text in one rendering, all messages together
+MAX_VALUE = MAX_OUTPUT  # the longest string, list or text of a value that any step may build
+MAX_BUILT = 10_000_000  # characters (a list's items: four each) that all steps of a rendering build together
 MAX_REPEAT = 100_000  # the longest string or list that `*` may build, the widest field a format may pad to
 MAX_EXPONENT = 256
+MAX_BITS = 100_000  # the largest integer a product or power may build
+MAX_DEPTH = 100  # lists in lists (or a namespace that holds itself) deeper than this are not printed
 _WIDE_FIELD = re.compile(r"\d{6,}")  # a format width or precision of 100000 or more
 _NESTED_FIELD = re.compile(r":[^}]*\{")  # "{:>{width}}": the width comes from an argument
+_NUMBER = re.compile(r"\d+")
+_SIZED = (str, list, tuple, dict, set, frozenset)
 
 
 class _Budget:
     def __init__(self) -> None:
         self.iterations = MAX_ITERATIONS
+        self.calls = MAX_CALLS
+        self.built = MAX_BUILT
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def in_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"the rendering took longer than {MAX_SECONDS:g} seconds")
 
 
 _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("prompt_budget", default=None)
@@ -49,17 +77,87 @@ def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
             budget.iterations -= 1
             if budget.iterations < 0:
                 raise SecurityError(f"loops ran more than {MAX_ITERATIONS} times")
+            budget.in_time()
         yield item
 
 
+def _weight(value: Any, *, indent: int = 0, limit: int = MAX_VALUE) -> int:
+    """About how many characters `str(value)` (or JSON with this indent) has; counting stops past `limit`, so
+    that measuring costs no more than building would."""
+    total = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack and total <= limit:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SecurityError(f"values nested more than {MAX_DEPTH} deep are refused")
+        total += depth * indent
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, bool) or item is None:
+            total += 5
+        elif isinstance(item, int):
+            total += item.bit_length() * 3 // 10 + 2
+        elif isinstance(item, float):
+            total += 24
+        elif isinstance(item, Namespace):
+            total += 12
+            stack.append((item._Namespace__attrs, depth + 1))  # type: ignore[attr-defined]
+        elif isinstance(item, Mapping):
+            total += 2
+            stack.extend((part, depth + 1) for pair in item.items() for part in pair)
+            total += 2 * len(item)
+        elif isinstance(item, (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)):
+            total += 2 + 2 * len(item)
+            stack.extend((part, depth + 1) for part in item)
+        else:
+            total += 64  # the repr of an object: `<jinja2.utils.Cycler object at 0x…>`
+    return total
+
+
+def _refuse_longer(size: int, what: str = "text") -> None:
+    if size > MAX_VALUE:
+        raise SecurityError(f"{what} longer than {MAX_VALUE} characters is refused")
+
+
+def _built(value: Any) -> Any:
+    """A value a step has just built: not too long, and counted against the rendering's budget."""
+    if isinstance(value, _SIZED):
+        size = len(value)
+        if size > MAX_VALUE:
+            raise SecurityError(f"{'text' if isinstance(value, str) else 'a list'} longer than {MAX_VALUE} "
+                                f"{'characters' if isinstance(value, str) else 'items'} is refused")
+        _charge(size if isinstance(value, str) else 4 * size)
+    return value
+
+
+def _charge(size: int) -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.built -= size
+        if budget.built < 0:
+            raise SecurityError(f"the rendering built more than {MAX_BUILT} characters")
+
+
 def _check_format(text: Any, args: Iterable[Any] = ()) -> None:
-    """A format string must not pad to a huge width, whether written in it or taken from an argument."""
+    """A format string must not pad to a huge width, whether written in it or taken from an argument, nor repeat
+    a long argument into a text that is too long."""
     if not isinstance(text, str):
         return
     if _WIDE_FIELD.search(text):
         raise SecurityError("format fields this wide are refused")
-    if "*" in text or _NESTED_FIELD.search(text):
-        _check_size(*args)
+    values: list[Any] = []
+    for arg in args:
+        values.extend(arg.values() if isinstance(arg, Mapping) else [arg])
+    padded = "*" in text or _NESTED_FIELD.search(text)
+    if padded:
+        _check_size(*values)
+    fields = text.count("%") + text.count("{")
+    widest = max((int(n) for n in _NUMBER.findall(text)), default=0)
+    if padded:
+        widest += max((abs(int(v)) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)),
+                      default=0)
+    longest = max((_weight(v) for v in values), default=0)
+    _refuse_longer(len(text) + fields * (longest + widest), "formatted text")
 
 
 def _check_size(*values: Any) -> None:
@@ -68,27 +166,99 @@ def _check_size(*values: Any) -> None:
             raise SecurityError(f"a size over {MAX_REPEAT} is refused")
 
 
-class PromptEnvironment(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus limits on what could exhaust memory: repetition, powers, padding."""
+def _check_text(*values: Any) -> None:
+    """Values about to be turned into text."""
+    for value in values:
+        if not isinstance(value, (str, int, float)) or (isinstance(value, int) and value.bit_length() > 64):
+            _refuse_longer(_weight(value))
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+
+def _check_number(op: str, left: Any, right: Any) -> None:
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return
+    if (op == "*" and left.bit_length() + right.bit_length() > MAX_BITS) or \
+            (op == "**" and left.bit_length() * abs(right) > MAX_BITS):
+        raise SecurityError(f"numbers over {MAX_BITS} bits are refused")
+
+
+def _replaced_size(text: str, old: Any, new: Any, count: Any = -1) -> int:
+    old, new = str(old), str(new)
+    found = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        found = min(found, count)
+    return len(text) + found * max(0, len(new) - len(old))
+
+
+def _joined_size(items: list[Any], separator: Any) -> int:
+    return sum(len(item) if isinstance(item, str) else _weight(item) for item in items) + \
+        len(str(separator)) * max(0, len(items) - 1)
+
+
+class _Generator(CodeGenerator):
+    """`a ~ b` is joined by the environment, which checks its size, rather than by Jinja's `str_join`."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.joined((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+def _finalized(value: Any) -> Any:
+    """Every `{{ … }}`: a value that is not text yet must not become too long a text."""
+    if not isinstance(value, str):
+        size = _weight(value)
+        _refuse_longer(size)
+        _charge(size)
+    return value
+
+
+class PromptEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on what could exhaust memory or time (see the module's docstring)."""
+
+    code_generator_class = _Generator
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
 
     def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
-        if op == "*":
+        if op == "+":
+            if isinstance(left, _SIZED) and isinstance(right, _SIZED):
+                _refuse_longer(len(left) + len(right), "text" if isinstance(left, str) else "a list")
+        elif op == "*":
             sized, count = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
             if isinstance(sized, (str, list, tuple)) and isinstance(count, int) and len(sized) * count > MAX_REPEAT:
                 raise SecurityError(f"repetition longer than {MAX_REPEAT} is refused")
+            _check_number(op, left, right)
         elif op == "**":
             if isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"exponents over {MAX_EXPONENT} are refused")
+            _check_number(op, left, right)
         elif op == "%":
             _check_format(left, right if isinstance(right, tuple) else (right,))
-        return super().call_binop(context, op, left, right)
+        return _built(super().call_binop(context, op, left, right))
+
+    def joined(self, values: tuple[Any, ...]) -> str:
+        _refuse_longer(sum(len(v) if isinstance(v, str) else _weight(v) for v in values))
+        return _built("".join(map(str, values)))
+
+    def concat(self, pieces: Iterable[str]) -> str:  # type: ignore[override]
+        """What a captured block (`{% set x %}`, a macro, `{% filter %}`) printed, joined."""
+        pieces = list(pieces)
+        _refuse_longer(sum(map(len, pieces)))
+        return _built("".join(pieces))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(getattr(__obj, "__self__", None), str):  # "x".ljust(10**9), "x".zfill(10**9)
+        budget = _budget.get()
+        if budget is not None:
+            budget.calls -= 10 if isinstance(__obj, (Macro, LoopContext)) else 1
+            if budget.calls < 0:
+                raise SecurityError(f"more than {MAX_CALLS} calls are refused")
+            budget.in_time()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):  # "x".ljust(10**9), "x".replace("x", "y" * 10**5), ", ".join(…)
             _check_size(*args, *kwargs.values())
-        return super().call(__context, __obj, *args, **kwargs)
+            args = _check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return _built(super().call(__context, __obj, *args, **kwargs))
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         # At once, not an undefined value that fails only when printed: `x|attr('__class__')|attr('__mro__')`
@@ -108,26 +278,103 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         return checked
 
 
-def _sized_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    def guarded(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if name == "format":
-            _check_format(value, [*args, *kwargs.values()])
-        else:
-            _check_size(*args, *kwargs.values())
-        return original(value, *args, **kwargs)
+def _check_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The size of what a string method will build, estimated before it builds; the arguments, with an iterable
+    to join read once."""
+    if name == "replace" and len(args) >= 2:
+        _refuse_longer(_replaced_size(text, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1)))
+    elif name == "join" and args:
+        items = list(itertools.islice(args[0], MAX_VALUE + 1))
+        _refuse_longer(_joined_size(items, text))
+        args = (items, *args[1:])
+    elif name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if isinstance(size, int):
+            _refuse_longer(len(text) + text.count("\t") * size)
+    elif name == "translate" and args and isinstance(args[0], Mapping):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        _refuse_longer(len(text) * max(1, longest))
+    return args
 
+
+# Filters that only pick, count or arrange what they are given: they need no check of their input's text.
+_ARRANGING = frozenset({"attr", "batch", "count", "d", "default", "dictsort", "first", "groupby", "items", "last",
+                        "length", "list", "map", "max", "min", "reject", "rejectattr", "reverse", "select",
+                        "selectattr", "slice", "sort", "unique", "random", "abs", "round", "int", "float", "sum"})
+
+
+def _before_filter(name: str, value: Any, params: tuple[Any, ...], kwargs: dict[str, Any]
+                   ) -> tuple[Any, tuple[Any, ...]]:
+    """Checks before a filter runs; the value and arguments to run it with."""
+    if name in ("center", "indent", "wordwrap", "truncate", "batch", "slice", "tojson"):
+        _check_size(*params, *kwargs.values())
+    if name == "format":
+        _check_format(value, [*params, *kwargs.values()])
+    if name == "join":
+        value = list(itertools.islice(value, MAX_VALUE + 1))
+        _refuse_longer(_joined_size(value, params[0] if params else kwargs.get("d", "")))
+        return value, params
+    if name in _ARRANGING:
+        return value, params
+    _check_text(value, *params, *kwargs.values())
+    text = value if isinstance(value, str) else ""
+    if name == "replace" and len(params) >= 2:
+        _refuse_longer(_replaced_size(str(value), *params[:3]))
+    elif name == "indent":
+        width = params[0] if params else kwargs.get("width", 4)
+        _refuse_longer(len(text) + (text.count("\n") + 1) * (len(width) if isinstance(width, str) else int(width)))
+    elif name == "wordwrap":
+        width = params[0] if params else kwargs.get("width", 79)
+        wrap = params[2] if len(params) > 2 else kwargs.get("wrapstring") or "\n"
+        lines = len(text) // max(1, int(width)) + text.count("\n") + 1
+        _refuse_longer(len(text) + lines * len(str(wrap)))
+    elif name == "urlize":
+        extra = sum(_weight(v) for v in (*params, *kwargs.values()))
+        _refuse_longer(len(text) + len(text.split()) * (80 + extra))
+    elif name in ("tojson", "pprint"):
+        indent = params[0] if params else kwargs.get("indent")
+        _refuse_longer(_weight(value, indent=int(indent or 0) if name == "tojson" else 1))
+    return value, params
+
+
+def _sum(environment: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0) -> Any:
+    """Jinja's `sum`, but lists (`|sum(start=[])` flattens) are joined in one pass: `sum` would copy the growing
+    list at every item."""
+    if not isinstance(start, (list, tuple)):
+        return _JINJA_SUM(environment, iterable, attribute=attribute, start=start)
+    parts = list(iterable) if attribute is None else [environment.getitem(i, attribute) for i in iterable]
+    if not all(isinstance(p, (list, tuple)) for p in parts):
+        raise TypeError("sum() can only add lists to a list")
+    _refuse_longer(len(start) + sum(map(len, parts)), "a list")
+    return type(start)(itertools.chain(start, *parts))
+
+
+def _guard_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    passes = getattr(original, "jinja_pass_arg", None)  # a filter given the environment or context first
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        lead, (value, *params) = (args[:1], args[1:]) if passes is not None else ((), args)
+        value, checked = _before_filter(name, value, tuple(params), kwargs)
+        return _built(original(*lead, value, *checked, **kwargs))
+
+    if passes is not None:
+        guarded.jinja_pass_arg = passes  # type: ignore[attr-defined]
     return guarded
 
 
 def _make_environment() -> PromptEnvironment:
-    env = PromptEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = PromptEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                            finalize=_finalized)
     env.globals.pop("lipsum", None)  # text generation that nobody needs in a prompt
-    for name in ("center", "indent", "wordwrap", "truncate", "format", "batch", "slice"):
-        env.filters[name] = _sized_filter(name, env.filters[name])
+    env.filters["sum"] = _sum
+    _sum.jinja_pass_arg = _JINJA_SUM.jinja_pass_arg  # type: ignore[attr-defined]
+    for name, original in list(env.filters.items()):
+        env.filters[name] = _guard_filter(name, original)
     env.filters["lp_counted"] = _counted
     return env
 
 
+_JINJA_SUM = ImmutableSandboxedEnvironment().filters["sum"]
 ENV = _make_environment()
 GLOBALS = frozenset(ENV.globals)
 

@@ -3,9 +3,12 @@ that refuses the ways out to Python internals and work that would exhaust the se
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from backend.errors import Invalid
+from backend.services import prompt_render
 from backend.services.prompt_render import detect_variables, readable, render_messages, variable_specs
 
 
@@ -94,6 +97,11 @@ def test_the_immutable_sandbox_refuses_changing_a_value() -> None:
         render("{{ items.append(1) }}", {"items": "[]"}, [{"name": "items", "type": "json"}])
 
 
+S = "{% set s = 'x' * 100000 %}"  # a string as long as `*` may build
+LONG_LIST = S + "{% set l = [s, s, s, s, s, s, s, s, s, s] %}{% set l = [l, l, l, l, l, l, l, l, l, l] %}"
+DOUBLING = "{% set ns = namespace(s='x' * 100000) %}{% for i in range(40) %}{% set ns.s = ns.s OP ns.s %}{% endfor %}"
+
+
 @pytest.mark.parametrize(("template", "reason"), [
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loops ran more than"),
     ("{{ 'x' * 1000000000 }}", "repetition longer than"),
@@ -105,16 +113,73 @@ def test_the_immutable_sandbox_refuses_changing_a_value() -> None:
     ("{{ '%*s' % (1000000000, 'x') }}", "a size over"),
     ("{% for i in range(9000) %}{{ 'x' * 90 }}{% endfor %}", "longer than 200000 characters"),
     ("{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}", "recurses too deeply"),
+    # strings and lists that double: refused as soon as one would pass the limit
+    (DOUBLING.replace("OP", "~") + "{{ ns.s | length }}", "text longer than 200000"),
+    (DOUBLING.replace("OP", "+") + "{{ ns.s | length }}", "text longer than 200000"),
+    ("{% set ns = namespace(l=[1] * 100000) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+     "a list longer than 200000"),
+    ("{% set ns = namespace(n=10 ** 256) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
+     "numbers over"),
+    # filters and methods that grow a string, estimated before they build it
+    ("{% set s = ('x' * 100000) | replace('x', 'x' * 100) %}{{ s | length }}", "text longer than 200000"),
+    (S + "{{ s.replace('x', s) | length }}", "text longer than"),
+    (S + "{{ s.join(range(100) | map('string')) | length }}", "text longer than"),
+    (S + "{{ ([s] * 100000) | join | length }}", "text longer than"),
+    ("{{ ('\\n' * 100000) | indent('x' * 100000) | length }}", "text longer than"),
+    (S + "{{ s | wordwrap(1, wrapstring=s) | length }}", "text longer than"),
+    ("{{ ('\\t' * 100000).expandtabs(100000) | length }}", "text longer than"),
+    (S + "{{ s.translate({120: s}) | length }}", "text longer than"),
+    (S + "{{ ('{0}' * 30000).format(s) | length }}", "formatted text longer than"),
+    ("{{ ('{:>99999}' * 1000).format(*range(1000)) | length }}", "formatted text longer than"),
+    # a list of many references to one long string, printed or turned into text
+    (S + "{{ [s] * 100000 }}", "text longer than"),
+    (LONG_LIST + "{{ l }}", "text longer than"),
+    (LONG_LIST + "{{ 'a' ~ l }}", "text longer than"),
+    (LONG_LIST + "{{ l | upper | length }}", "text longer than"),
+    (LONG_LIST + "{{ l | tojson | length }}", "text longer than"),
+    (LONG_LIST + "{{ '%s' % (l,) }}", "formatted text longer than"),
+    (S + "{% set ns = namespace(a=s) %}{% set ns.b = ns %}{{ ns }}", "nested more than 100 deep"),
+    # what captured blocks and macros print, joined
+    (S + "{% set x %}{% for i in range(10000) %}{{ s }}{% endfor %}{% endset %}{{ x | length }}", "text longer than"),
+    (S + "{% filter upper %}{% for i in range(10000) %}{{ s }}{% endfor %}{% endfilter %}", "text longer than"),
+    # many values, each short enough
+    ("{{ (range(100000) | map('center', 100000) | list) | length }}", "built more than 10000000 characters"),
+    # 2^40 calls without a loop
+    ("{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}",
+     "more than 50000 calls"),
 ])
-def test_work_that_would_exhaust_the_server_is_refused(template: str, reason: str) -> None:
-    with pytest.raises(Invalid, match=reason):
-        render(template)
+def test_work_that_would_exhaust_the_server_is_refused(template: str, reason: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prompt_render, "MAX_SECONDS", 600.0)  # each is refused by its own limit, not by time
+    tracemalloc.start()
+    try:
+        with pytest.raises(Invalid, match=reason):
+            render(template)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32_000_000  # refused before it built: the attacks above would take from 1 GB to 10^17 bytes
+
+
+def test_a_rendering_that_takes_too_long_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prompt_render, "MAX_SECONDS", 0.0)
+    with pytest.raises(Invalid, match="took longer than 0 seconds"):
+        render("{% for i in range(3) %}{{ i }}{% endfor %}")
 
 
 def test_ordinary_templates_still_work() -> None:
     assert render("{% for i in range(3) %}{{ loop.index }}{% endfor %} {{ 'ab' * 2 }} {{ '%05d' % 42 }} "
                   "{{ '{:>4}'.format(7) }} {{ 2 ** 10 }} {{ 'a,b'.split(',') | join('+') }}") == \
         "123 abab 00042    7 1024 a+b"
+    # what the limits must not refuse: lists and strings built in a loop, filters given the environment
+    assert render("{% set ns = namespace(items=[], text='') %}{% for i in range(1000) %}"
+                  "{% set ns.items = ns.items + [i] %}{% set ns.text = ns.text ~ 'x' * 10 %}{% endfor %}"
+                  "{{ ns.items | length }} {{ ns.text | length }} {{ 'a'.join(['b'] * 99999) | length }}") == \
+        "1000 10000 199997"
+    assert render("{{ 'hello world'|wordwrap(5) }}|{{ 'hello world foo'|truncate(9) }}|{{ [[1], [2]]|sum(start=[]) }}|"
+                  "{{ [1, 2]|sum }}|{{ {'a': [1]}|tojson }}|{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(1) }}|"
+                  "{{ 'a' ~ 1 ~ [2] }}|{{ '{} {}'.format(99999, 99999) }}") == \
+        'hello\nworld|hello...|[1, 2]|3|{"a": [1]}|<1>|a1[2]|99999 99999'
 
 
 def test_readable_rendering_for_diffs() -> None:
