@@ -526,7 +526,7 @@ class SettingsView:
 
     async def test_webhook(self) -> None:
         try:
-            ok = await call(monitor.try_webhook, url=self.webhook.value or None)
+            ok = await call(monitor.try_webhook, actor=self.admin, url=self.webhook.value or None, ip=self.ip)
         except DomainError as error:
             show_error(error)
             return

@@ -1,11 +1,12 @@
 """Page authentication: signed-out visitors are sent to `/login?redirect_to=…`; signed-out users' open pages
-are sent there at once when an admin disables them or their sessions end."""
+are sent there at once when an admin disables them or their sessions end, and reloaded when their role changes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import Request
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 PUBLIC_PREFIXES = ("/_nicegui", "/api/", "/v1/", "/assets/", "/docs", "/redoc", "/openapi.json", "/favicon")
 PUBLIC_PAGES = {"/login", "/register"}
 
-# client id → user id of every open page, so that a sign-out can reach the pages already on screen
-_open_pages: dict[int, set[str]] = defaultdict(set)
+# user id → client id → address of every open page, so that a sign-out or a role change can reach the pages
+# already on screen
+_open_pages: dict[int, dict[str, str]] = defaultdict(dict)
 
 
 def _is_public(path: str) -> bool:
@@ -95,8 +97,9 @@ def page_user(request: Request) -> User:
     """The signed-in user of this page (the middleware has checked the session), watched for sign-out."""
     user: User = request.state.user
     client = ui.context.client
-    _open_pages[user.id].add(client.id)  # type: ignore[index]
-    client.on_delete(lambda: _open_pages[user.id].discard(client.id))  # type: ignore[index]
+    address = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    _open_pages[user.id][client.id] = address  # type: ignore[index]
+    client.on_delete(lambda: _open_pages[user.id].pop(client.id, None))  # type: ignore[index]
     return user
 
 
@@ -108,7 +111,7 @@ def safe_redirect(target: str | None) -> str:
 
 
 def _send_to_login(user_id: int) -> None:
-    for client_id in list(_open_pages.pop(user_id, set())):
+    for client_id in list(_open_pages.pop(user_id, {})):
         client = Client.instances.get(client_id)
         if client is None:
             continue
@@ -116,18 +119,38 @@ def _send_to_login(user_id: int) -> None:
             ui.navigate.to("/login")
 
 
-def _on_signed_out(user_id: int) -> None:
-    loop = core.loop
-    if loop is None:
-        return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        _send_to_login(user_id)
-    else:
-        loop.call_soon_threadsafe(_send_to_login, user_id)
+def _reload_pages(user_id: int) -> None:
+    """A new role: each open page is built again (the middleware reads the role; the menu and the admin console
+    follow it), so a demoted admin's console closes and a promoted user's menu gains it."""
+    for client_id, address in list(_open_pages.get(user_id, {}).items()):
+        client = Client.instances.get(client_id)
+        if client is None:
+            continue
+        with client:
+            ui.navigate.to(address)
+
+
+def _on_loop(action: Callable[[int], None]) -> Callable[[int], None]:
+    """A listener for `events`, which services call from worker threads as well as from the event loop."""
+
+    def listener(user_id: int) -> None:
+        loop = core.loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            action(user_id)
+        else:
+            loop.call_soon_threadsafe(action, user_id)
+
+    return listener
+
+
+_on_signed_out = _on_loop(_send_to_login)
+_on_role_changed = _on_loop(_reload_pages)
 
 
 def _end_session(session_id: str, ip: str) -> None:
@@ -150,4 +173,5 @@ async def sign_out() -> None:
 def install() -> None:
     app.add_middleware(PageAuthMiddleware)
     events.on_user_signed_out(_on_signed_out)
+    events.on_user_role_changed(_on_role_changed)
     set_sign_out_handler(sign_out)

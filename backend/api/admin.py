@@ -36,7 +36,7 @@ from backend.models.admin import (
 )
 from backend.models.audit import AuditEventPublic
 from backend.models.user import UserPublic, UserUpdate
-from backend.services import audit, limits, monitor, reports, settings_store, users
+from backend.services import limits, monitor, reports, settings_store, users
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -141,11 +141,7 @@ class WebhookTest(BaseModel):
 @router.post("/alerts/webhook-test")
 def webhook_test(body: WebhookTest, admin: AdminUser, session: SessionDep, ip: ClientIp) -> dict[str, bool]:
     """POST a test alert to `url` (or the saved webhook); `ok` says whether it answered 2xx."""
-    ok = monitor.try_webhook(session, url=body.url)
-    audit.record(session, action="system.webhook_test", user=admin, target=body.url or "settings", ip=ip,
-                 detail={"ok": ok})
-    session.commit()
-    return {"ok": ok}
+    return {"ok": monitor.try_webhook(session, actor=admin, url=body.url, ip=ip)}
 
 
 # --- audit --------------------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from backend.errors import Invalid
 from backend.models.admin import AdminSettings, Alert, SystemSample
 from backend.models.base import utcnow
 from backend.models.training import JobStatus, TrainingJob
-from backend.services import audit, settings_store
+from backend.models.user import User
+from backend.services import audit, settings_store, users
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def send_webhook(url: str, payload: dict[str, Any]) -> bool:
         response = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_SECONDS)
         response.raise_for_status()
     except httpx.HTTPError as error:
-        log.warning("alert webhook %s failed: %s", url, error)
+        log.warning("alert webhook %s failed: %s", settings_store.mask_url(url), error)
         return False
     return True
 
@@ -239,9 +240,15 @@ def history(session: Session, *, hours: int = 24) -> list[SystemSample]:
                              .order_by(col(SystemSample.time))).all())
 
 
-def try_webhook(session: Session, *, url: str | None = None) -> bool:
-    """Send a sample alert to `url` (or the saved webhook) so that an admin sees it arrive."""
+def try_webhook(session: Session, *, actor: User, url: str | None = None, ip: str | None = None) -> bool:
+    """An admin sends a sample alert to `url` (or the saved webhook) to see it arrive; audited as
+    `system.webhook_test` with the address masked. True when it answered 2xx."""
+    actor = users.require_admin(session, actor)
     target = (url or "").strip() or settings_store.load(session).alert_webhook_url
     if not target.startswith(("http://", "https://")):
         raise Invalid("Set a webhook address (http:// or https://) first")
-    return send_webhook(target, {"event": "system.alert.test", "time": utcnow().isoformat(), "alerts": []})
+    ok = send_webhook(target, {"event": "system.alert.test", "time": utcnow().isoformat(), "alerts": []})
+    audit.record(session, action="system.webhook_test", user=actor, target=settings_store.mask_url(target), ip=ip,
+                 detail={"ok": ok})
+    session.commit()
+    return ok

@@ -17,6 +17,7 @@ from backend.models.audit import AuditEvent, AuditEventPublic
 from backend.models.provider import UsageRecord
 from backend.models.user import User
 from backend.services import audit
+from backend.services.users import require_admin
 
 UsageBy = Literal["user", "model"]
 MAX_ROWS = 100_000  # a page of the API is at most 500; a CSV export takes up to this many
@@ -133,6 +134,7 @@ def audit_csv(events: list[AuditEventPublic]) -> str:
 def export_usage(session: Session, *, actor: User, by: UsageBy, since: datetime | None = None,
                  until: datetime | None = None, ip: str | None = None) -> str:
     """The usage table as CSV; the export is audited."""
+    actor = require_admin(session, actor)
     text = usage_csv(usage(session, by=by, since=since, until=until), by=by)
     audit.record(session, action="usage.export", user=actor, target=f"usage by {by}", ip=ip,
                  detail={"since": since.isoformat() if since else None})
@@ -142,6 +144,7 @@ def export_usage(session: Session, *, actor: User, by: UsageBy, since: datetime 
 
 def export_audit(session: Session, *, actor: User, ip: str | None = None, **filters: Any) -> str:
     """Every event matching `filters` (up to `MAX_ROWS`) as CSV; the export is audited too."""
+    actor = require_admin(session, actor)
     _, events = audit_events(session, **filters, limit=MAX_ROWS)
     audit.record(session, action="audit.export", user=actor, target="audit", ip=ip,
                  detail={k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items() if v})

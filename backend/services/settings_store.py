@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
@@ -77,7 +78,26 @@ def clear_cache() -> None:
         listener()
 
 
+def mask_url(url: str | None) -> str:
+    """What the audit log keeps of a webhook address: its scheme and host. The rest often is a secret (a Slack or
+    Teams hook's path, a token in the query), and the log is read and exported by every administrator."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}/…" if parts.scheme and host else "…"
+
+
+SECRET_URL_KEYS = {"alert_webhook_url"}
+
+
 def update(session: Session, *, actor: User, changes: AdminSettingsUpdate, ip: str | None = None) -> AdminSettings:
+    """An admin saves settings; the change is audited (a webhook address masked: it often carries a secret)."""
+    from backend.services.users import require_admin  # users needs this module (through auth and limits) first
+
+    actor = require_admin(session, actor)
     current = load(session)
     data = changes.model_dump(exclude_unset=True, exclude_none=True)
     detail: dict[str, Any] = {}
@@ -89,7 +109,10 @@ def update(session: Session, *, actor: User, changes: AdminSettingsUpdate, ip: s
         row.value = value.value if isinstance(value, Role) else value
         row.updated_at = utcnow()
         session.add(row)
-        detail[key] = {"from": before.value if isinstance(before, Role) else before, "to": row.value}
+        if key in SECRET_URL_KEYS:
+            detail[key] = {"from": mask_url(before), "to": mask_url(row.value)}
+        else:
+            detail[key] = {"from": before.value if isinstance(before, Role) else before, "to": row.value}
     if detail:
         audit.record(session, action="settings.update", user=actor, target="settings", ip=ip, detail=detail)
         session.commit()

@@ -6,13 +6,13 @@ import shutil
 
 from sqlmodel import Session, col, func, select
 
-from backend.errors import Conflict, NotFound
+from backend.errors import Conflict, Forbidden, NotFound
 from backend.models.base import utcnow
 from backend.models.dataset import Dataset
 from backend.models.training import JobStatus, TrainingJob
 from backend.models.user import Language, Role, User, UserUpdate
 from backend.security import passwords
-from backend.services import audit, bearer_cache, datasets, limits, training
+from backend.services import audit, bearer_cache, datasets, events, limits, training
 from backend.services.auth import revoke_all_sessions, validate_password, validate_username
 
 LIMIT_FIELDS = ("rate_limit_per_minute", "daily_token_quota")
@@ -32,6 +32,15 @@ def get_user(session: Session, *, user_id: int) -> User:
     return user
 
 
+def require_admin(session: Session, actor: User) -> User:
+    """`actor` as the database has them now, if still an active administrator. Every admin action checks this:
+    a page opened (or a credential cached) before a demotion or a disabling must not keep powers the account lost."""
+    current = session.get(User, actor.id, populate_existing=True) if actor.id is not None else None
+    if current is None or current.role != Role.admin or current.disabled:
+        raise Forbidden("Only administrators may do this")
+    return current
+
+
 def _active_admins(session: Session) -> int:
     query = select(func.count()).select_from(User).where(User.role == Role.admin, col(User.disabled).is_(False))
     return session.exec(query).one()
@@ -39,7 +48,10 @@ def _active_admins(session: Session) -> int:
 
 def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpdate, ip: str | None = None) -> User:
     """An admin changes role, disabled state, password or limits. Disabling ends every session and open page at
-    once. A limit set to a number overrides the default (0: none); set to null, the default applies again."""
+    once. A limit set to a number overrides the default (0: none); set to null, the default applies again. A role
+    change reloads the user's open pages (their menu and what they may open change with it). Nothing changed: nothing
+    is recorded."""
+    actor = require_admin(session, actor)
     user = get_user(session, user_id=user_id)
     data = changes.model_dump(exclude_unset=True, exclude_none=True)
     limit_changes = {k: v for k, v in changes.model_dump(exclude_unset=True).items() if k in LIMIT_FIELDS}
@@ -62,6 +74,8 @@ def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpd
         if getattr(user, name) != value:
             detail[name] = {"from": getattr(user, name), "to": value}
             setattr(user, name, value)
+    if not detail:
+        return user
     user.updated_at = utcnow()
     session.add(user)
     audit.record(session, action="user.update", user=actor, target=f"user:{user.id} {user.username}", ip=ip,
@@ -70,6 +84,8 @@ def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpd
     bearer_cache.invalidate()  # a role, a disabled state, a password: cached credentials carry the old ones
     if detail.get("disabled") is True or "password" in detail:
         revoke_all_sessions(session, user_id=user.id, reason="disabled" if user.disabled else "password_reset")  # type: ignore[arg-type]
+    elif "role" in detail:
+        events.user_role_changed(user.id)  # type: ignore[arg-type]
     if limit_changes:
         limits.clear_cache(user.id)
     return user
@@ -78,6 +94,7 @@ def update_user(session: Session, *, actor: User, user_id: int, changes: UserUpd
 def create_user(session: Session, *, actor: User, username: str, password: str, role: Role = Role.user,
                 ip: str | None = None) -> User:
     """An admin creates an account (registration may be closed)."""
+    actor = require_admin(session, actor)
     username = validate_username(username)
     validate_password(password)
     if session.exec(select(User).where(User.username == username)).first() is not None:
@@ -97,6 +114,7 @@ def delete_user(session: Session, *, actor: User, user_id: int, ip: str | None =
     training jobs (with metrics and checkpoints), sign-in sessions and API tokens; their files go here too.
     Usage records and audit events stay (they name no foreign key), so that statistics keep adding up.
     Refused for yourself, for the last active administrator, and while one of their training jobs runs."""
+    actor = require_admin(session, actor)
     user = get_user(session, user_id=user_id)
     if user.id == actor.id:
         raise Conflict("You cannot delete your own account")

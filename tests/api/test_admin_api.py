@@ -13,9 +13,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
 from backend.db import session_scope
+from backend.errors import Forbidden
 from backend.models import Conversation, Dataset, Prompt, TrainingJob, User
+from backend.models.admin import AdminSettingsUpdate
 from backend.models.prompt import PromptVersion
-from backend.services import monitor
+from backend.models.user import Role, UserUpdate
+from backend.services import monitor, reports, settings_store, users
 from tests.conftest import TEST_PASSWORD, bearer, login, register
 
 ADMIN_ENDPOINTS = [
@@ -115,6 +118,67 @@ def test_disabling_invalidates_the_access_token_at_once(client, root, bob) -> No
     assert client.get("/api/v1/users/me", headers=bob).status_code == 401
 
 
+def test_role_enabling_and_password_reset_apply_at_once(client, root, bob) -> None:
+    bob_id = user_id(client, root, "bob")
+    assert client.get("/api/v1/admin/users", headers=bob).status_code == 403
+    promoted = client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"role": "admin"})
+    assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+    assert client.get("/api/v1/admin/users", headers=bob).status_code == 200  # the same token, at once
+    client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"role": "user"})
+    assert client.get("/api/v1/admin/users", headers=bob).status_code == 403
+
+    client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"disabled": True})
+    assert client.post("/api/v1/auth/login", json={"username": "bob", "password": TEST_PASSWORD}).status_code == 403
+    enabled = client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"disabled": False})
+    assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+    bob = bearer(login(client, "bob")["access_token"])
+
+    assert client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"password": "short"}).status_code == 400
+    assert client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"password": "brand new pass 1"}
+                        ).status_code == 200
+    assert client.get("/api/v1/users/me", headers=bob).status_code == 401  # his sessions ended
+    assert client.post("/api/v1/auth/login", json={"username": "bob", "password": TEST_PASSWORD}).status_code == 401
+    login(client, "bob", "brand new pass 1")
+
+    updates = client.get("/api/v1/admin/audit?action=user.update", headers=root).json()
+    assert client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"role": "user"}).status_code == 200
+    assert client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={}).status_code == 200
+    assert client.get("/api/v1/admin/audit?action=user.update", headers=root).json() == updates  # nothing changed
+    assert [e["detail"] for e in updates["data"]][::-1] == [
+        {"role": {"from": "user", "to": "admin"}}, {"role": {"from": "admin", "to": "user"}}, {"disabled": True},
+        {"disabled": False}, {"password": "reset"}]
+
+
+def test_the_services_refuse_an_admin_demoted_or_disabled_since(client, root, bob) -> None:
+    """What an admin page opened before the change holds: the user as they were (the page test checks the page)."""
+    bob_id, root_id = user_id(client, root, "bob"), user_id(client, root, "root")
+    client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json={"role": "admin"})
+    with session_scope() as session:
+        stale = session.get(User, bob_id)
+        session.expunge(stale)
+    for change in ({"role": "user"}, {"role": "admin", "disabled": True}):
+        client.patch(f"/api/v1/admin/users/{bob_id}", headers=root, json=change)
+        with session_scope() as session:
+            attempts = [
+                lambda: users.create_user(session, actor=stale, username="mallory", password=TEST_PASSWORD),
+                lambda: users.update_user(session, actor=stale, user_id=bob_id, changes=UserUpdate(role=Role.admin,
+                                                                                                   disabled=False)),
+                lambda: users.delete_user(session, actor=stale, user_id=root_id),
+                lambda: settings_store.update(session, actor=stale,
+                                              changes=AdminSettingsUpdate(allow_registration=False)),
+                lambda: reports.export_audit(session, actor=stale),
+                lambda: reports.export_usage(session, actor=stale, by="user"),
+                lambda: monitor.try_webhook(session, actor=stale, url="http://127.0.0.1:9/hook"),
+            ]
+            for attempt in attempts:
+                with pytest.raises(Forbidden):
+                    attempt()
+    listed = client.get("/api/v1/admin/users", headers=root).json()["data"]
+    assert [(u["username"], u["role"], u["disabled"]) for u in listed] == [("bob", "admin", True),
+                                                                          ("root", "admin", False)]
+    assert client.get("/api/v1/admin/settings", headers=root).json()["allow_registration"] is True
+
+
 def test_limit_overrides_are_set_and_cleared(client, root, bob) -> None:
     bob_id = user_id(client, root, "bob")
     changed = client.patch(f"/api/v1/admin/users/{bob_id}", headers=root,
@@ -203,6 +267,7 @@ def webhook() -> Iterator[str]:
 
 
 def test_an_alert_is_audited_posted_to_the_webhook_and_listed(client, root, webhook) -> None:
+    webhook += "/T0/s3cret?token=s3cret"  # as hooks go: the address is the credential
     client.patch("/api/v1/admin/settings", headers=root,
                  json={"alert_memory_percent": 0.1, "alert_disk_percent": 0.1, "alert_webhook_url": webhook})
     with session_scope() as session:
@@ -216,6 +281,12 @@ def test_an_alert_is_audited_posted_to_the_webhook_and_listed(client, root, webh
     assert {a["metric"] for a in client.get("/api/v1/admin/alerts", headers=root).json()["data"]} == {"memory", "disk"}
     assert client.post("/api/v1/admin/alerts/webhook-test", headers=root, json={}).json() == {"ok": True}
     assert _Hook.received[-1]["event"] == "system.alert.test"
+    masked = webhook.split("/hook")[0] + "/…"
+    tested = client.get("/api/v1/admin/audit?action=system.webhook_test", headers=root).json()["data"]
+    assert [(e["user"], e["target"], e["detail"]) for e in tested] == [("root", masked, {"ok": True})]
+    saved = client.get("/api/v1/admin/audit?action=settings.update", headers=root).json()["data"][0]["detail"]
+    assert saved["alert_webhook_url"] == {"from": "", "to": masked}
+    assert "s3cret" not in client.get("/api/v1/admin/audit?format=csv", headers=root).text
 
 
 def test_a_webhook_test_without_an_address_is_refused(client, root) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nicegui.testing import User
 
 from backend.db import session_scope
-from backend.models.user import UserUpdate
+from backend.models.user import Role, UserUpdate
 from backend.services import auth, users
 from tests.pages.conftest import see, sign_in, signed_up
 
@@ -67,3 +67,21 @@ async def test_search_users(user: User, create_user) -> None:
     await user.should_see("carol")
     user.find("Search users").type("zzz")
     await see(user, "No user matches.")
+
+
+async def test_a_demoted_admins_open_console_closes_at_once(user: User, create_user) -> None:
+    await signed_up(user, "root")
+    bob = create_user()
+    await signed_up(bob, "bob")
+    with session_scope() as session:
+        root = auth.get_user_by_name(session, "root")
+        bob_id = auth.get_user_by_name(session, "bob").id  # type: ignore[union-attr]
+        users.update_user(session, actor=root, user_id=bob_id, changes=UserUpdate(role=Role.admin))  # type: ignore[arg-type]
+    await bob.open("/admin")
+    await see(bob, marker="new-user")
+    with session_scope() as session:
+        root = auth.get_user_by_name(session, "root")
+        users.update_user(session, actor=root, user_id=bob_id, changes=UserUpdate(role=Role.user))  # type: ignore[arg-type]
+    # bob's page was built again by itself: the console, and what it could do, are gone
+    await see(bob, "Administrators only")
+    await bob.should_not_see(marker="new-user")

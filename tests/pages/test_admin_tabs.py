@@ -11,7 +11,7 @@ from nicegui.testing import User
 from backend.db import session_scope
 from backend.models import UsageRecord
 from backend.models.admin import AdminSettingsUpdate
-from backend.services import auth, monitor, settings_store
+from backend.services import auth, monitor, reports, settings_store
 from tests.pages.conftest import gone, notified, see, signed_up
 
 
@@ -127,9 +127,14 @@ async def test_settings_close_registration_and_raise_an_alert_banner(user: User,
     user.find(marker="default-rate").clear().type("30")
     user.find(marker="save-settings").click()
     await notified(user, "Settings saved")
+    user.find(marker="alert-webhook").type("http://127.0.0.1:9/secret-hook")
+    user.find(marker="test-webhook").click()
+    await notified(user, "The webhook did not answer with success; see the log")
     with session_scope() as session:
         saved = settings_store.load(session)
         assert (saved.allow_registration, saved.rate_limit_per_minute) == (False, 30)
+        _, tested = reports.audit_events(session, action="system.webhook_test")
+        assert [(e.user, e.target, e.detail) for e in tested] == [("root", "http://127.0.0.1:9/…", {"ok": False})]
         settings_store.update(session, actor=auth.get_user_by_name(session, "root"),  # type: ignore[arg-type]
                               changes=AdminSettingsUpdate(alert_memory_percent=0.1))
         monitor.take_sample(session)
