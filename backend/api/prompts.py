@@ -52,10 +52,11 @@ def convert(body: ConvertRequest, _user: CurrentUser) -> ConvertResult:
 
 
 @router.post("/chat-template")
-async def chat_template(body: ChatTemplateRequest, _user: CurrentUser) -> dict[str, str]:
+async def chat_template(body: ChatTemplateRequest, user: CurrentUser) -> dict[str, str]:
     """The text a local model would see: its tokenizer's chat template applied to `messages` (needs
-    `transformers`; never downloads)."""
-    text = await run_in_threadpool(prompt_formats.chat_template_preview, model_dir=body.model_dir,
+    `transformers`; never downloads). `model_dir` as for training: a model directory or a model id in the local
+    Hugging Face cache (an administrator may name any tokenizer directory)."""
+    text = await run_in_threadpool(prompt_formats.chat_template_preview, user=user, model_dir=body.model_dir,
                                    messages=[m.model_dump() for m in body.messages],
                                    add_generation_prompt=body.add_generation_prompt)
     return {"text": text}

@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from backend.errors import Invalid
 from backend.i18n import N_, gettext
+from backend.models.user import Role, User
 
 FORMATS = ("openai", "anthropic", "sharegpt", "alpaca", "text")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -77,6 +79,10 @@ def _read_openai(data: Any, losses: list[Loss]) -> Messages:
         if role not in ("system", "user", "assistant"):
             losses.append(Loss(N_("Message {n} with role {role} was dropped"), {"n": index, "role": str(role)}))
             continue
+        extra = sorted(key for key, value in item.items() if key not in ("role", "content") and value)
+        if extra:  # tool_calls, name, refusal, …: plain messages have no place for them
+            losses.append(Loss(N_("Message {n}: {fields} could not be kept, only the role and the text"),
+                               {"n": index, "fields": ", ".join(extra)}))
         messages.append({"role": role, "content": _text_of(item.get("content"), where=f"openai #{index}",
                                                           losses=losses)})
     return messages
@@ -137,6 +143,8 @@ def _read_alpaca(data: Any, losses: list[Loss]) -> Messages:
     prompt = f"{instruction}\n\n{extra}" if instruction and extra else instruction or extra
     if prompt:
         messages.append({"role": "user", "content": prompt})
+    elif data.get("output"):
+        losses.append(Loss(N_("Alpaca's instruction is empty: the answer has no user message before it")))
     if data.get("output"):
         messages.append({"role": "assistant", "content": str(data["output"])})
     return messages
@@ -215,6 +223,9 @@ def _write_alpaca(messages: Messages, losses: list[Loss]) -> Any:
         losses.append(Loss(N_("Alpaca pairs each instruction with an answer: {n} user messages without one were "
                               "given an empty answer"), {"n": unanswered}))
     last = pairs.pop() if pairs else ["", ""]
+    if not last[0] and any(m["role"] == "user" for m in rest):
+        losses.append(Loss(N_("Alpaca keeps an empty last instruction as none: the empty user message is lost when "
+                              "it is read back")))
     data: dict[str, Any] = {"instruction": last[0], "input": "", "output": last[1]}
     if system:
         data["system"] = system
@@ -270,26 +281,47 @@ def transformers_available() -> bool:
     return importlib.util.find_spec("transformers") is not None
 
 
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json", "chat_template.jinja")
+
+
 @lru_cache(maxsize=8)
-def _tokenizer(model_dir: str) -> Any:
+def _tokenizer(model_dir: str, stamp: tuple[float, ...]) -> Any:
+    """A tokenizer, read again when its directory or files change (`stamp`: their modification times)."""
     from transformers import AutoTokenizer  # optional: installed with the training extras
 
     return AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
 
 
-def chat_template_preview(*, model_dir: str, messages: Messages, add_generation_prompt: bool = True) -> str:
-    """The text a local model would see: its tokenizer's chat template applied to `messages`. Never downloads."""
+def _stamp(path: str) -> tuple[float, ...]:
+    folder = Path(path)
+    return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in (folder, *(folder / f for f in TOKENIZER_FILES)))
+
+
+def chat_template_preview(*, user: User, model_dir: str, messages: Messages, add_generation_prompt: bool = True
+                          ) -> str:
+    """The text a local model would see: its tokenizer's chat template applied to `messages`. Never downloads.
+
+    A user names a model as for training (a model directory, or a model id in the local Hugging Face cache), and
+    learns no more than training tells about the server's files; an administrator may name any directory, and
+    sees why a tokenizer does not load."""
     if not transformers_available():
         raise Invalid("The chat template preview needs the transformers package, which is not installed here")
     path = model_dir.strip()
     if not path:
         raise Invalid("Give a local model directory or a model id from the local Hugging Face cache")
+    admin = user.role == Role.admin
+    if not admin:
+        from backend.services import training  # the model directories and ids that training accepts
+
+        path = str(training.resolve_base_model(path))
     try:
-        tokenizer = _tokenizer(path)
-    except (OSError, ValueError, KeyError) as error:
+        tokenizer = _tokenizer(path, _stamp(path))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if not admin:
+            raise Invalid("No tokenizer could be loaded from {path}", path=model_dir.strip()) from None
         raise Invalid("No tokenizer could be loaded from {path}: {error}", path=path, error=str(error)[:300]) from None
     if not getattr(tokenizer, "chat_template", None):
-        raise Invalid("The tokenizer in {path} has no chat template", path=path)
+        raise Invalid("The tokenizer in {path} has no chat template", path=model_dir.strip())
     try:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as error:  # a template may raise anything (e.g. "roles must alternate"): show it

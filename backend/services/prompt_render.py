@@ -467,6 +467,8 @@ def coerce(name: str, type_: str, value: Any) -> Any:
             return json.dumps(value) if isinstance(value, bool) else str(value)
         raise Invalid("Variable {name} must be text", name=name)
     if type_ == "number":
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+            return int(value)  # a whole number typed in a form comes as 100.0, and should print as 100
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return value
         if isinstance(value, str):

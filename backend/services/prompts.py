@@ -41,7 +41,7 @@ from backend.models.prompt import (
     VariableSpec,
 )
 from backend.models.user import Role, User
-from backend.services import audit, chat, inference, providers
+from backend.services import audit, chat, inference, limits, providers
 from backend.services.answers import LiveAnswer
 from backend.services.prompt_render import readable, render_messages, variable_specs
 
@@ -151,7 +151,8 @@ def get_version(session: Session, *, user: User, prompt_id: int, version: int | 
         number = prompt.labels.get(label.strip().lower())
         if number is None:
             raise NotFound("The prompt has no label {label}", label=label)
-    number = number or prompt.latest_version
+    if number is None:
+        number = prompt.latest_version
     row = session.exec(select(PromptVersion).where(PromptVersion.prompt_id == prompt.id,
                                                    PromptVersion.version == number)).first()
     if row is None:
@@ -516,12 +517,14 @@ class PlaygroundRun(LiveAnswer):
 
 async def start_run(*, user: User, messages: list[dict[str, str]], model: str,
                     params: dict[str, Any] | None = None) -> PlaygroundRun:
-    """Send rendered messages to `model`; returns at once with the live answer."""
+    """Send rendered messages to `model`; returns at once with the live answer. Counted against the user's rate
+    and daily token quota like a chat message (429 past them)."""
     if not model:
         raise Invalid("Choose a model first")
     if not any(m["role"] == "user" and m["content"].strip() for m in messages):
         raise Invalid("The rendered prompt has no user message to send")
     resolved = await run_in_threadpool(_resolve, model)
+    await limits.enforce(user=user, kind="chat")
     params = {k: v for k, v in (params or {}).items() if k in PLAYGROUND_PARAMS and v is not None}
     request = inference.build_request(resolved, messages, temperature=params.get("temperature"),
                                       max_tokens=params.get("max_tokens"))
@@ -553,9 +556,18 @@ async def open_in_chat(*, user: User, messages: list[dict[str, str]], model: str
     if not model:
         raise Invalid("Choose a model first")
     conversation_id = await run_in_threadpool(_new_conversation, user, system, turns[:last_user], model, title)
-    await chat.start_reply(user=user, conversation_id=conversation_id, content=turns[last_user]["content"],
-                           model=model)
+    try:
+        await chat.start_reply(user=user, conversation_id=conversation_id, content=turns[last_user]["content"],
+                               model=model)
+    except BaseException:  # refused (a limit, the model): no conversation left behind without its question
+        await run_in_threadpool(_drop_conversation, user, conversation_id)
+        raise
     return conversation_id
+
+
+def _drop_conversation(user: User, conversation_id: int) -> None:
+    with session_scope() as session:
+        chat.delete_conversation(session, user=user, conversation_id=conversation_id)
 
 
 def _new_conversation(user: User, system: str | None, history: list[dict[str, str]], model: str,

@@ -3,6 +3,7 @@ export, and who may do what."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,8 +109,11 @@ def test_patch_makes_a_version_and_an_old_version_still_renders(client, alice) -
     assert client.get(f"/api/v1/prompts/{pid}?version=1", headers=alice).json()["messages"] == TEMPLATE["messages"]
     versions = client.get(f"/api/v1/prompts/{pid}/versions", headers=alice).json()["data"]
     assert [(v["version"], v["note"], v["author"]) for v in versions] == [(2, "tone", "bob"), (1, None, "bob")]
-    missing = client.post(f"/api/v1/prompts/{pid}/render", json={"version": 9}, headers=alice)
-    assert missing.status_code == 404 and missing.json()["detail"] == "The prompt has no version 9"
+    for number in (9, 0):  # version 0 is no version, not the latest
+        missing = client.post(f"/api/v1/prompts/{pid}/render", json={"variables": {"question": "Hi"},
+                                                                     "version": number}, headers=alice)
+        assert missing.status_code == 404 and missing.json()["detail"] == f"The prompt has no version {number}"
+    assert client.get(f"/api/v1/prompts/{pid}?version=0", headers=alice).status_code == 404
 
 
 def test_labels_diff_and_roll_back(client, alice) -> None:
@@ -193,11 +197,44 @@ def test_convert_between_formats_with_warnings(client, alice) -> None:
     assert client.post("/api/v1/prompts/convert", json={"from": "text", "to": "openai", "data": "x"}).status_code == 401
 
 
-def test_chat_template_preview_refuses_what_it_cannot_load(client, alice, tmp_path) -> None:
+def tiny_tokenizer(folder: Path) -> None:
+    """A word-level tokenizer with a chat template, saved with a model config: what training accepts as a model."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")),
+                                        unk_token="[UNK]")
+    tokenizer.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    tokenizer.save_pretrained(folder)
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+
+
+def test_chat_template_preview_applies_a_local_models_template(client, alice, tmp_path) -> None:
+    pytest.importorskip("transformers")
+    tiny_tokenizer(tmp_path)
     response = client.post("/api/v1/prompts/chat-template", headers=alice, json={
-        "model_dir": str(tmp_path / "no-model"), "messages": [{"role": "user", "content": "hi"}]})
+        "model_dir": str(tmp_path), "messages": [{"role": "system", "content": "Be brief."},
+                                                 {"role": "user", "content": "hi"}], "add_generation_prompt": False})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text": "<|system|>Be brief.\n<|user|>hi\n"}
+
+
+def test_chat_template_preview_refuses_what_it_cannot_load(client, alice, admin, tmp_path) -> None:
+    pytest.importorskip("transformers")
+    body = {"model_dir": str(tmp_path / "no-model"), "messages": [{"role": "user", "content": "hi"}]}
+    response = client.post("/api/v1/prompts/chat-template", headers=alice, json=body)
+    assert response.status_code == 400 and response.json()["detail"] == f"No model directory at {tmp_path}/no-model"
+    # any server path is not for everyone to probe: only a model directory, as training takes, and no loader message
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "config.json").write_text("{}")
+    response = client.post("/api/v1/prompts/chat-template", headers=alice, json={**body, "model_dir": str(
+        tmp_path / "etc")})
     assert response.status_code == 400
-    assert "transformers" in response.json()["detail"] or "No tokenizer could be loaded" in response.json()["detail"]
+    assert response.json()["detail"] == f"No tokenizer could be loaded from {tmp_path}/etc"
+    response = client.post("/api/v1/prompts/chat-template", headers=admin, json={**body, "model_dir": str(
+        tmp_path / "etc")})  # an administrator is told why
+    assert response.status_code == 400 and response.json()["detail"].startswith(
+        f"No tokenizer could be loaded from {tmp_path}/etc: ")
     assert client.post("/api/v1/prompts/chat-template", json={"model_dir": "x", "messages": []}).status_code == 401
 
 
@@ -238,10 +275,18 @@ def test_prompt_actions_are_audited(client, alice) -> None:
     pid = create(client, alice)["id"]
     client.patch(f"/api/v1/prompts/{pid}", json={"messages": [{"role": "user", "content": "{{ q }}"}]}, headers=alice)
     client.put(f"/api/v1/prompts/{pid}/labels/production", json={"version": 2}, headers=alice)
+    client.delete(f"/api/v1/prompts/{pid}/labels/production", headers=alice)
     client.post(f"/api/v1/prompts/{pid}/versions/1/restore", headers=alice)
+    copied = client.post(f"/api/v1/prompts/{pid}/copy", headers=alice).json()
+    exported = client.get("/api/v1/prompts/export?format=json", headers=alice)
+    assert client.post("/api/v1/prompts/import", json={"content": exported.text}, headers=alice).status_code == 200
     client.delete(f"/api/v1/prompts/{pid}", headers=alice)
     with session_scope() as session:
         events = audit.list_events(session, action="prompt.")
-    assert [e.action for e in events] == ["prompt.delete", "prompt.restore", "prompt.label", "prompt.update",
-                                             "prompt.create"]
+    assert [e.action for e in events] == ["prompt.delete", "prompt.import", "prompt.export", "prompt.create",
+                                          "prompt.restore", "prompt.unlabel", "prompt.label", "prompt.update",
+                                          "prompt.create"]
     assert all(e.user == "bob" for e in events)
+    assert events[3].target == f"prompt:{copied['id']} Support answer (copy)"
+    assert events[1].detail == {"created": 0, "updated": 0, "unchanged": 2}
+    assert events[2].detail == {"prompts": 2, "format": "json"}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from backend.errors import Invalid
+from backend.models.user import Role, User
 from backend.services import prompt_formats
 from backend.services.prompt_formats import convert, from_messages, to_messages
 
@@ -120,10 +124,43 @@ def test_bad_input_and_unknown_formats_are_refused() -> None:
         convert(source="alpaca", target="openai", data={"instruction": "x", "history": [["only one"]]})
 
 
+def test_tool_calls_names_and_other_fields_of_openai_messages_are_named_when_dropped() -> None:
+    messages, losses = to_messages("openai", [
+        {"role": "user", "content": "Weather in Paris?", "name": "alice"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny.", "name": None}])
+    assert messages == [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": ""},
+                        {"role": "assistant", "content": "Sunny."}]
+    assert texts(losses) == ["Message 1: name could not be kept, only the role and the text",
+                             "Message 2: tool_calls could not be kept, only the role and the text",
+                             "Message 3 with role tool was dropped"]
+
+
+def test_an_empty_user_turn_is_named_when_alpaca_cannot_keep_it() -> None:
+    data, losses = from_messages("alpaca", [{"role": "user", "content": ""}, {"role": "assistant", "content": "Hi!"}])
+    assert data == {"instruction": "", "input": "", "output": "Hi!"}
+    assert texts(losses) == ["Alpaca keeps an empty last instruction as none: the empty user message is lost when it "
+                             "is read back"]
+    messages, losses = to_messages("alpaca", data)
+    assert messages == [{"role": "assistant", "content": "Hi!"}]
+    assert texts(losses) == ["Alpaca's instruction is empty: the answer has no user message before it"]
+    assert from_messages("alpaca", [])[1] == []  # nothing to lose
+
+
+def admin() -> User:
+    return User(id=1, username="root", password_hash="x", role=Role.admin)
+
+
+def member() -> User:
+    return User(id=2, username="bob", password_hash="x", role=Role.user)
+
+
 def test_the_chat_template_preview_says_clearly_when_transformers_is_missing(monkeypatch) -> None:
     monkeypatch.setattr(prompt_formats, "transformers_available", lambda: False)
     with pytest.raises(Invalid, match="needs the transformers package, which is not installed"):
-        prompt_formats.chat_template_preview(model_dir="/models/x", messages=CONVERSATION)
+        prompt_formats.chat_template_preview(user=admin(), model_dir="/models/x", messages=CONVERSATION)
 
 
 def test_the_chat_template_preview_applies_a_local_tokenizer(tmp_path) -> None:
@@ -136,7 +173,21 @@ def test_the_chat_template_preview_applies_a_local_tokenizer(tmp_path) -> None:
     tokenizer.chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
                                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     tokenizer.save_pretrained(tmp_path)
-    text = prompt_formats.chat_template_preview(model_dir=str(tmp_path), messages=CONVERSATION[:2])
+    text = prompt_formats.chat_template_preview(user=admin(), model_dir=str(tmp_path), messages=CONVERSATION[:2])
     assert text == "<|system|>You are terse.\n<|user|>Capital of France?\n<|assistant|>"
-    with pytest.raises(Invalid, match="No tokenizer could be loaded"):
-        prompt_formats.chat_template_preview(model_dir=str(tmp_path / "missing"), messages=CONVERSATION)
+    with pytest.raises(Invalid, match=r"No tokenizer could be loaded from .*missing: "):  # an admin is told why
+        prompt_formats.chat_template_preview(user=admin(), model_dir=str(tmp_path / "missing"), messages=CONVERSATION)
+    # others name a model as for training: a directory with a config.json, not any path on the server
+    with pytest.raises(Invalid, match=r"has no config\.json: not a model directory"):
+        prompt_formats.chat_template_preview(user=member(), model_dir=str(tmp_path), messages=CONVERSATION)
+    with pytest.raises(Invalid, match=r"^No model directory at /etc/nothing-here$"):
+        prompt_formats.chat_template_preview(user=member(), model_dir="/etc/nothing-here", messages=CONVERSATION)
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    assert prompt_formats.chat_template_preview(user=member(), model_dir=str(tmp_path), messages=CONVERSATION[1:2],
+                                                add_generation_prompt=False) == "<|user|>Capital of France?\n"
+    # the tokenizer is read again when its files change
+    tokenizer.chat_template = "{% for m in messages %}[{{ m.content }}]{% endfor %}"
+    tokenizer.save_pretrained(tmp_path)
+    os.utime(tmp_path / "tokenizer_config.json", (time.time() + 5, time.time() + 5))
+    assert prompt_formats.chat_template_preview(user=member(), model_dir=str(tmp_path),
+                                                messages=CONVERSATION[1:2]) == "[Capital of France?]"

@@ -36,6 +36,9 @@ def test_render_fills_every_message_with_typed_values() -> None:
                         {"role": "user", "content": "42 items: a, b"}]
     assert render_messages(messages, specs, {"formal": True, "n": 1.5, "items": ["x"], "language": "French"})[1][
         "content"] == "Dear sir, 2.5 items: x"
+    # a form's number field gives 100.0 for 100: a whole number prints as one
+    assert render("{{ n }} {{ m }}", {"n": 100.0, "m": 0.5}, [{"name": "n", "type": "number"},
+                                                             {"name": "m", "type": "number"}]) == "100 0.5"
 
 
 def test_a_missing_variable_is_named() -> None:
