@@ -156,3 +156,124 @@ def test_unknown_rows_and_format_override(tmp_path: Path) -> None:
 def test_histogram_bins(tmp_path: Path, tokens: int) -> None:
     report, _ = rows_of(tmp_path, "h.jsonl", json.dumps({"text": "abcd" * max(tokens, 1)}))
     assert sum(report.stats.histogram) == 1 and report.stats.max_tokens == max(tokens, 1)
+
+
+def test_sharegpt_malformed_turns(tmp_path: Path) -> None:
+    def row(*turns: tuple[str, str | None], **extra: object) -> str:
+        return json.dumps({**extra, "conversations": [{"from": f, **({} if v is None else {"value": v})}
+                                                      for f, v in turns]})
+
+    lines = [
+        row(("human", "q"), ("gpt", "a")),                                      # 1 ok
+        row(("robot", "q"), ("gpt", "a")),                                      # 2 unknown from
+        row(("gpt", "a"), ("human", "q")),                                      # 3 wrong order
+        row(("human", ""), ("gpt", "a")),                                       # 4 empty value
+        row(("human", None), ("gpt", "a")),                                     # 5 missing value
+        row(("human", "q"), ("gpt", "a"), ("human", "q"), ("human", "again")),  # 6 two user turns
+        row(("system", "s"), ("human", "q"), ("gpt", "a"), system="also"),     # 7 two system messages
+        row(("human", "q"), ("gpt", "   ")),                                    # 8 blank answer
+    ]
+    report, rows = rows_of(tmp_path, "sg.jsonl", "\n".join(lines))
+    assert report.format == "sharegpt" and len(rows) == 1
+    assert errors(report) == [
+        (2, "Unknown role robot in message 1; use system, user or assistant"),
+        (3, "Wrong role order at message 1: assistant after start; turns alternate user, assistant, with an optional "
+            "system message first"),
+        (4, "Empty content in message 1"),
+        (5, "Missing field value (1)"),
+        (6, "Wrong role order at message 4: user after user; turns alternate user, assistant, with an optional "
+            "system message first"),
+        (7, "Wrong role order at message 2: system after system; turns alternate user, assistant, with an optional "
+            "system message first"),
+        (8, "Empty content in message 2"),
+    ]
+
+
+def test_plain_text_rows_with_empty_text(tmp_path: Path) -> None:
+    lines = [json.dumps({"text": "a document"}), json.dumps({"text": ""}), json.dumps({"text": " \n "}),
+             json.dumps({"text": None}), json.dumps({"text": 5})]
+    report, rows = rows_of(tmp_path, "t.jsonl", "\n".join(lines))
+    assert report.format == "text" and rows == [{"text": "a document"}]
+    assert errors(report) == [(2, "The field text is empty"), (3, "The field text is empty"),
+                              (4, "Missing field text"), (5, "The field text must be text")]
+
+
+def test_alpaca_history_must_be_pairs_of_non_empty_turns(tmp_path: Path) -> None:
+    base = {"instruction": "Now?", "output": "Yes."}
+    lines = [json.dumps({**base, "history": [["Before?", "No."]]}),  # 1 ok
+             json.dumps({**base, "history": "Before? No."}),         # 2 not a list
+             json.dumps({**base, "history": [["only a question"]]}),  # 3 not a pair
+             json.dumps({**base, "history": [["q", 1]]}),             # 4 not text
+             json.dumps({**base, "history": [["", ""]]}),              # 5 empty turns (were accepted)
+             json.dumps({**base, "history": [["q", " "]]}),            # 6 empty answer in the history
+             json.dumps({**base, "system": "s", "history": [["", "a"]]})]  # 7 counted after the system message
+    report, rows = rows_of(tmp_path, "h.jsonl", "\n".join(lines))
+    assert len(rows) == 1 and len(rows[0]["messages"]) == 4
+    history = "history must be a list of [question, answer] pairs"
+    assert errors(report) == [(2, history), (3, history), (4, history), (5, "Empty content in message 1"),
+                              (6, "Empty content in message 2"), (7, "Empty content in message 2")]
+
+
+def test_broken_csv_rows_are_reported_on_their_lines(tmp_path: Path) -> None:
+    content = ('instruction,output\n'
+               '"ok","fine"\n'                     # 2
+               'q,' + "x" * 140_000 + '\n'         # 3 a field past the csv module's limit
+               '"multi\nline",yes\n'               # 4-5 a good row over two lines, after the bad one
+               'last,"never closed\nstill open\n')  # 6 a quote that never closes (was taken as text)
+    report, rows = rows_of(tmp_path, "broken.csv", content)
+    assert [r["messages"][0]["content"] for r in rows] == ["ok", "multi\nline"]
+    assert errors(report) == [(3, "Invalid CSV: field larger than field limit (131072)"),
+                              (6, "Invalid CSV: unexpected end of data")]
+
+
+def test_a_truncated_gzip_keeps_the_rows_before_the_break(tmp_path: Path) -> None:
+    lines = [json.dumps({"text": f"row {i} " + "é" * 40}, ensure_ascii=False) for i in range(3000)]
+    whole = gzip.compress("\n".join(lines).encode())
+    report, rows = rows_of(tmp_path, "cut.jsonl.gz", whole[:len(whole) // 2])
+    assert 0 < len(rows) < 3000
+    assert rows == [json.loads(line) for line in lines[:len(rows)]]  # every row before the break, none cut in two
+    assert report.error_count == 1
+    line, text = errors(report)[0]
+    assert line == len(rows) + 1 and text.startswith("The gzip file breaks off here (Compressed file ended")
+    # the same break in a JSON array, and in plain text (where a document cut in two is not kept)
+    array = gzip.compress(("[\n" + ",\n".join(lines) + "\n]").encode())
+    report, rows = rows_of(tmp_path, "cut.json.gz", array[:len(array) // 2])
+    assert 0 < len(rows) < 3000 and errors(report)[-1][0] == len(rows) + 2  # the "[" is line 1
+    assert [e.message_id for e in report.errors] == ["The gzip file breaks off here ({reason}); the rows before "
+                                                     "this line were read, nothing after it could be"]
+    text = gzip.compress("\n\n".join(f"document {i} " + "é" * 40 for i in range(3000)).encode())
+    report, rows = rows_of(tmp_path, "cut.txt.gz", text[:len(text) // 2])
+    assert rows == [{"text": f"document {i} " + "é" * 40} for i in range(len(rows))]
+    assert errors(report)[0][0] in (2 * len(rows) + 1, 2 * len(rows))  # the break on a document or a blank line
+
+
+def test_invalid_gzip(tmp_path: Path) -> None:
+    report, rows = rows_of(tmp_path, "fake.jsonl.gz", b"\x1f\x8bnot really gzip at all")
+    assert rows == [] and errors(report) == [(1, "The file is not valid gzip: Unknown compression method")]
+    data = bytearray(gzip.compress("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(100)).encode()))
+    data[-6] ^= 0xFF  # the checksum at the end: every row arrives, then the file turns out damaged
+    report, rows = rows_of(tmp_path, "crc.jsonl.gz", bytes(data))
+    assert len(rows) == 100 and errors(report)[0][0] == 101 and "CRC check failed" in errors(report)[0][1]
+
+
+def test_json_array_with_a_bom_plain_and_gzipped(tmp_path: Path) -> None:
+    records = [{"messages": CHAT}, {"messages": [{"role": "user", "content": "q"}]}, {"messages": CHAT}]
+    content = "\ufeff" + json.dumps(records, indent=1)
+    for name, data in (("a.json", content.encode()), ("a.json.gz", gzip.compress(content.encode()))):
+        report, rows = rows_of(tmp_path, name, data)
+        assert (report.container, report.format, len(rows)) == ("json", "openai", 2)
+        second_item_line = content.split("\n").index(" {", 2) + 1  # where the second object starts
+        assert errors(report) == [(second_item_line, "The conversation has no assistant message to learn from")]
+
+
+def test_duplicates_are_counted_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from array import array
+
+    from backend.services import dataset_formats
+
+    monkeypatch.setattr(dataset_formats, "DUPLICATE_BLOCK", 4)
+    values = array("Q", [7, 3, 9, 3, 3, 1, 9, 2, 8, 5, 4, 6, 0, 2**64 - 1, 2**64 - 1])
+    expected = len(values) - len(set(values))  # 3 twice more, 9 and the largest once more: 4
+    assert dataset_formats.count_duplicates(values) == expected == 4  # the three 3s straddle a block's end
+    assert dataset_formats.count_duplicates(array("Q", [1])) == 0
+    assert dataset_formats.count_duplicates(array("Q")) == 0
