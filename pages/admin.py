@@ -26,6 +26,8 @@ TABS = ("users", "usage", "system", "audit", "settings")
 PERIODS = {"today": N_("Today"), "7d": N_("Last 7 days"), "30d": N_("Last 30 days"), "custom": N_("Since…")}
 AUDIT_PERIODS = {"1d": N_("Last 24 hours"), "7d": N_("Last 7 days"), "30d": N_("Last 30 days"), "all": N_("All time")}
 AUDIT_PAGE = 25
+CHART_MEASURES = {"tokens": N_("Tokens"), "requests": N_("Requests"), "errors": N_("Errors"),
+                  "latency": N_("Average latency (ms)")}
 METRIC_LABELS = {"cpu": "CPU", "memory": N_("Memory"), "disk": N_("Disk"), "gpu_memory": N_("GPU memory")}
 
 
@@ -288,7 +290,10 @@ class UsageView:
                                     on_change=self.refresh).props("no-caps dense").mark("usage-by")
                 ui.space()
                 ui.button("CSV", icon="download", on_click=self.export).props("flat dense").mark("usage-csv")
+            self.measure = ui.toggle({k: _(v) for k, v in CHART_MEASURES.items()}, value="tokens",
+                                     on_change=self.draw_chart).props("no-caps dense size=sm").mark("usage-measure")
             self.chart_box = ui.column().classes("w-full gap-0")
+            self.days: list[reports.UsageDayRow] = []
             self.table = ui.table(columns=[
                 {"name": "key", "label": _("Name"), "field": "key", "align": "left", "sortable": True},
                 {"name": "requests", "label": _("Requests"), "field": "requests", "sortable": True},
@@ -306,14 +311,19 @@ class UsageView:
     async def refresh(self) -> None:
         since = self._since()
         rows = await call(reports.usage, by=self.by.value, since=since)
-        days = await call(reports.usage_by_day, since=since)
+        self.days = await call(reports.usage_by_day, by=self.by.value, since=since)
         self.table.rows = [r.model_dump() for r in rows]
         self.table.columns[0]["label"] = _("User") if self.by.value == "user" else _("Model")
         self.table.update()
+        self.draw_chart()
+
+    def draw_chart(self) -> None:
+        """A series per user or model (the busiest, then the others) of the measure picked."""
         self.chart_box.clear()
         with self.chart_box:
-            if days:
-                widgets.usage_chart(days).classes("w-full h-64").mark("usage-chart")
+            if self.days:
+                widgets.usage_chart(self.days, self.measure.value, labels={reports.OTHERS: _("Others")}).classes(
+                    "w-full h-64").mark("usage-chart")
 
     async def export(self) -> None:
         text = await call(reports.export_usage, actor=self.admin, by=self.by.value, since=self._since(), ip=self.ip)

@@ -9,7 +9,8 @@ from nicegui import ui
 
 from ui.i18n import _
 
-CHART_COLORS = ["#4f46e5", "#0ea5e9", "#16a34a", "#f59e0b", "#dc2626"]
+CHART_COLORS = ["#4f46e5", "#0ea5e9", "#16a34a", "#f59e0b", "#dc2626", "#9333ea", "#0d9488", "#db2777",
+                "#64748b"]
 
 
 def human_bytes(value: float | None) -> str:
@@ -38,24 +39,38 @@ def stat_tile(label: str, value: str, *, caption: str = "", percent: float | Non
     return card
 
 
-def usage_chart(days: Sequence[Any]) -> ui.echart:
-    """Tokens in and out (bars) and requests (line) per day."""
+def _measure(day: Any, measure: str) -> float | None:
+    if measure == "tokens":
+        return day.input_tokens + day.output_tokens
+    if measure == "latency":
+        return day.avg_latency_ms
+    return getattr(day, measure)
+
+
+def usage_chart(days: Sequence[Any], measure: str = "tokens", *, labels: Mapping[str, str] | None = None
+                ) -> ui.echart:
+    """A measure per day, one series per `key` (a user or model, in the order given; `labels` renames some; a key
+    None is everyone): tokens, requests or errors as stacked bars, average latency (ms) as lines (no sum)."""
+    dates = sorted({d.day for d in days})
+    keys = list(dict.fromkeys(d.key for d in days))
+    found = {(d.day, d.key): _measure(d, measure) for d in days}
+    stacked = measure != "latency"
+    names = {"tokens": _("Tokens"), "requests": _("Requests"), "errors": _("Errors"),
+             "latency": _("Average latency (ms)")}
     return ui.echart({
         "animation": False,
-        "grid": {"left": 56, "right": 40, "top": 32, "bottom": 64},
+        "grid": {"left": 64, "right": 24, "top": 32, "bottom": 64},
         "tooltip": {"trigger": "axis"},
-        "legend": {"bottom": 0},
-        "xAxis": {"type": "category", "data": [d.day for d in days]},
-        "yAxis": [{"type": "value", "name": _("Tokens"), "minInterval": 1},
-                  {"type": "value", "name": _("Requests"), "minInterval": 1, "splitLine": {"show": False}}],
+        "legend": {"bottom": 0, "type": "scroll"},
+        "xAxis": {"type": "category", "data": dates},
+        "yAxis": {"type": "value", "name": names[measure], "minInterval": 1},
         "series": [
-            {"name": _("Input tokens"), "type": "bar", "stack": "tokens", "barMaxWidth": 48,
-             "data": [d.input_tokens for d in days], "itemStyle": {"color": CHART_COLORS[0]}},
-            {"name": _("Output tokens"), "type": "bar", "stack": "tokens", "data": [d.output_tokens for d in days],
-             "itemStyle": {"color": CHART_COLORS[1]}},
-            {"name": _("Requests"), "type": "line", "yAxisIndex": 1, "data": [d.requests for d in days],
-             "itemStyle": {"color": CHART_COLORS[3]}},
-        ],
+            {"name": names[measure] if key is None else (labels or {}).get(key, key),
+             "type": "bar" if stacked else "line", "barMaxWidth": 48, "connectNulls": False,
+             **({"stack": "all"} if stacked else {}),
+             "data": [found.get((day, key), 0 if stacked else None) for day in dates],
+             "itemStyle": {"color": CHART_COLORS[i % len(CHART_COLORS)]}}
+            for i, key in enumerate(keys)],
     })
 
 

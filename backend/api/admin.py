@@ -5,7 +5,8 @@
   to null falls back to the default; 0 means no limit), `DELETE /admin/users/{id}` (their conversations, comparisons,
   datasets, uploads, prompts, training jobs and tokens go with them; usage and audit rows stay),
   `GET /admin/users/{id}/limits` (their limits and what is left of today's tokens).
-- Usage: `GET /admin/usage?by=user|model&since=&until=&format=json|csv`, `GET /admin/usage/daily?since=&until=`.
+- Usage: `GET /admin/usage?by=user|model&since=&until=&format=json|csv`,
+  `GET /admin/usage/daily?by=user|model&top=&since=&until=` (without `by`: everyone's).
 - System: `GET /admin/system` (now), `GET /admin/system/history?hours=` (a sample a minute, 24 hours),
   `GET /admin/alerts` (what is over a threshold now), `POST /admin/alerts/webhook-test {url?}`.
 - Audit: `GET /admin/audit?user=&action=&since=&until=&q=&limit=&offset=&format=json|csv` (paged, with `total`).
@@ -31,7 +32,6 @@ from backend.models.admin import (
     Alert,
     QuotaStatus,
     SystemSample,
-    UsageDay,
     UsageRow,
 )
 from backend.models.audit import AuditEventPublic
@@ -105,10 +105,12 @@ def usage(admin: AdminUser, session: SessionDep, ip: ClientIp, by: Literal["user
 
 
 @router.get("/usage/daily")
-def usage_daily(_admin: AdminUser, session: SessionDep, since: datetime | None = None,
-                until: datetime | None = None) -> dict[str, list[UsageDay]]:
-    """The same per UTC day, oldest first."""
-    return {"data": reports.usage_by_day(session, since=_utc(since), until=_utc(until))}
+def usage_daily(_admin: AdminUser, session: SessionDep, by: Literal["user", "model"] | None = None,
+                top: int = Query(reports.DAILY_KEYS, ge=1, le=100), since: datetime | None = None,
+                until: datetime | None = None) -> dict[str, list[reports.UsageDayRow]]:
+    """The same per UTC day, oldest first: everyone's (`key` null), or with `by` a row a day for each of the `top`
+    users or models with the most requests in the period (busiest first), then the rest's keyed `(others)`."""
+    return {"data": reports.usage_by_day(session, by=by, top=top, since=_utc(since), until=_utc(until))}
 
 
 # --- system -------------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -41,39 +43,100 @@ def _measures() -> list[Any]:
     ]
 
 
+def _group(by: UsageBy) -> Any:
+    if by not in ("user", "model"):
+        raise Invalid("'by' must be user or model")
+    return col(UsageRecord.user_id) if by == "user" else col(UsageRecord.model)
+
+
+def _key_names(session: Session, by: UsageBy, values: list[Any]) -> Callable[[Any], str]:
+    """How a grouped value reads: a model id as it is, a user id as the username (or deleted)."""
+    if by == "model":
+        return str
+    ids = [v for v in values if v is not None]
+    names: dict[int, str] = {}
+    if ids:
+        names = dict(session.exec(select(User.id, User.username).where(col(User.id).in_(ids))).all())  # type: ignore[arg-type]
+
+    def name(value: Any) -> str:
+        return "-" if value is None else names.get(value, f"#{value} (deleted)")
+
+    return name
+
+
 def usage(session: Session, *, by: UsageBy, since: datetime | None = None, until: datetime | None = None
           ) -> list[UsageRow]:
     """Requests, tokens, errors and average latency (whole call, ms) per user or per model, busiest first."""
-    if by not in ("user", "model"):
-        raise Invalid("'by' must be user or model")
-    group = col(UsageRecord.user_id) if by == "user" else col(UsageRecord.model)
+    group = _group(by)
     rows = session.exec(_usage_filter(select(group, *_measures()), since, until).group_by(group)).all()
-    names: dict[int, str] = {}
-    if by == "user":
-        ids = [r[0] for r in rows if r[0] is not None]
-        if ids:
-            names = dict(session.exec(select(User.id, User.username).where(col(User.id).in_(ids))).all())  # type: ignore[arg-type]
-
-    def key(value: Any) -> str:
-        if by == "model":
-            return str(value)
-        if value is None:
-            return "-"
-        return names.get(value, f"#{value} (deleted)")
-
+    key = _key_names(session, by, [r[0] for r in rows])
     result = [UsageRow(key=key(r[0]), requests=r[1], input_tokens=int(r[2]), output_tokens=int(r[3]), errors=int(r[4]),
                        avg_latency_ms=None if r[5] is None else round(float(r[5]), 1)) for r in rows]
     return sorted(result, key=lambda r: (-r.requests, r.key))
 
 
-def usage_by_day(session: Session, *, since: datetime | None = None, until: datetime | None = None
-                 ) -> list[UsageDay]:
-    """The same measures per UTC day, oldest first (the chart)."""
+class UsageDayRow(UsageDay):
+    """A day's measures: of everyone (`key` None), or of one user or model, or of the rest (`OTHERS`)."""
+
+    key: str | None = None
+    avg_latency_ms: float | None = None
+
+
+OTHERS = "(others)"  # neither a username (no parentheses) nor a model id (no slash)
+DAILY_KEYS = 8
+
+
+@dataclass
+class _Day:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    errors: int = 0
+    latency_sum: float = 0.0  # of the calls that have one, so that keys folded into OTHERS average right
+    latency_count: int = 0
+
+    def add(self, row: Any) -> None:
+        self.requests += row[0]
+        self.input_tokens += int(row[1])
+        self.output_tokens += int(row[2])
+        self.errors += int(row[3])
+        self.latency_sum += float(row[4] or 0)
+        self.latency_count += int(row[5])
+
+    def row(self, day: str, key: str | None) -> UsageDayRow:
+        average = round(self.latency_sum / self.latency_count, 1) if self.latency_count else None
+        return UsageDayRow(day=day, key=key, requests=self.requests, input_tokens=self.input_tokens,
+                           output_tokens=self.output_tokens, errors=self.errors, avg_latency_ms=average)
+
+
+def usage_by_day(session: Session, *, by: UsageBy | None = None, top: int = DAILY_KEYS, since: datetime | None = None,
+                 until: datetime | None = None) -> list[UsageDayRow]:
+    """The same measures per UTC day, oldest first (the chart). Without `by`, everyone's; with it, a row a day for
+    each of the `top` users (or models) with the most requests over the period, busiest first, then the rest's
+    summed as `OTHERS`."""
+    if not 1 <= top <= 100:
+        raise Invalid("'top' must be 1 to {most}", most=100)
     day = func.date(UsageRecord.time)
-    measures = _measures()[:4]
-    rows = session.exec(_usage_filter(select(day, *measures), since, until).group_by(day).order_by(day)).all()
-    return [UsageDay(day=str(r[0]), requests=r[1], input_tokens=int(r[2]), output_tokens=int(r[3]), errors=int(r[4]))
-            for r in rows]
+    groups = [day] if by is None else [day, _group(by)]
+    measures = [*_measures()[:4], func.sum(UsageRecord.total_ms), func.count(col(UsageRecord.total_ms))]
+    rows = session.exec(_usage_filter(select(*groups, *measures), since, until).group_by(*groups)).all()
+    width = len(groups)
+    if by is None:
+        totals: dict[str, _Day] = {}
+        for r in rows:
+            totals.setdefault(str(r[0]), _Day()).add(r[width:])
+        return [totals[d].row(d, None) for d in sorted(totals)]
+    name = _key_names(session, by, [r[1] for r in rows])
+    requests: dict[str, int] = {}
+    for r in rows:
+        requests[name(r[1])] = requests.get(name(r[1]), 0) + r[2]
+    shown = sorted(requests, key=lambda k: (-requests[k], k))[:top]
+    order = {key: i for i, key in enumerate([*shown, OTHERS])}
+    days: dict[tuple[str, str], _Day] = {}
+    for r in rows:
+        key = name(r[1])
+        days.setdefault((str(r[0]), key if key in order else OTHERS), _Day()).add(r[width:])
+    return [days[d, k].row(d, k) for d, k in sorted(days, key=lambda dk: (order[dk[1]], dk[0]))]
 
 
 def usage_csv(rows: list[UsageRow], *, by: UsageBy) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ from sqlmodel import func, select
 
 from backend.db import session_scope
 from backend.errors import Forbidden
-from backend.models import Conversation, Dataset, Prompt, TrainingJob, User
+from backend.models import Conversation, Dataset, Prompt, TrainingJob, UsageRecord, User
 from backend.models.admin import AdminSettingsUpdate
 from backend.models.prompt import PromptVersion
 from backend.models.user import Role, UserUpdate
@@ -193,6 +194,52 @@ def test_limit_overrides_are_set_and_cleared(client, root, bob) -> None:
                         ).status_code == 422
     event = client.get("/api/v1/admin/audit?action=user.update", headers=root).json()["data"][0]
     assert event["detail"]["daily_token_quota"] == {"from": 1000, "to": None}
+
+
+def test_usage_periods_and_daily_series_by_user_and_model(client, root, bob) -> None:
+    ids = {"root": user_id(client, root, "root"), "bob": user_id(client, root, "bob")}
+    now = datetime.now(UTC)
+    days = [(now - timedelta(days=n)).date().isoformat() for n in (3, 0)]
+    calls = [  # (days ago, user, model, input, output, ms, status)
+        (3, "bob", "m/a", 1, 2, 100, "ok"), (3, "root", "m/b", 10, 0, 300, "error"),
+        (3, "root", "m/c", 4, 4, None, "ok"),
+        (0, "bob", "m/a", 5, 5, 10, "ok"), (0, "bob", "m/b", 1, 1, 30, "ok"), (0, "root", "m/c", 2, 0, 50, "ok"),
+    ]
+    with session_scope() as session:
+        session.add_all([UsageRecord(user_id=ids[user], model=model, source="gateway", input_tokens=i, output_tokens=o,
+                                     total_ms=ms, status=status, time=now - timedelta(days=ago))
+                         for ago, user, model, i, o, ms, status in calls])
+        session.commit()
+
+    def iso(value: datetime) -> str:
+        return value.isoformat().replace("+00:00", "Z")
+
+    yesterday = iso(now - timedelta(days=1))
+    old = client.get(f"/api/v1/admin/usage?by=model&until={yesterday}", headers=root).json()["data"]
+    assert [(r["key"], r["requests"], r["errors"], r["avg_latency_ms"]) for r in old] == [
+        ("m/a", 1, 0, 100.0), ("m/b", 1, 1, 300.0), ("m/c", 1, 0, None)]
+    recent = client.get(f"/api/v1/admin/usage?by=user&since={yesterday}", headers=root).json()["data"]
+    assert [(r["key"], r["requests"], r["input_tokens"], r["avg_latency_ms"]) for r in recent] == [
+        ("bob", 2, 6, 20.0), ("root", 1, 2, 50.0)]
+
+    def daily(query: str) -> list[tuple[Any, ...]]:
+        found = client.get(f"/api/v1/admin/usage/daily?{query}", headers=root).json()["data"]
+        return [(d["day"], d["key"], d["requests"], d["input_tokens"] + d["output_tokens"], d["errors"],
+                 d["avg_latency_ms"]) for d in found]
+
+    assert daily("") == [(days[0], None, 3, 21, 1, 200.0), (days[1], None, 3, 14, 0, 30.0)]
+    assert daily(f"until={yesterday}") == [(days[0], None, 3, 21, 1, 200.0)]
+    assert daily(f"since={yesterday}&by=user") == [(days[1], "bob", 2, 12, 0, 20.0), (days[1], "root", 1, 2, 0, 50.0)]
+    # m/a and m/c have 2 calls each, m/b too: the top 2 by name on a tie; the rest summed, latency averaged per call
+    assert daily("by=model&top=2") == [
+        (days[0], "m/a", 1, 3, 0, 100.0), (days[1], "m/a", 1, 10, 0, 10.0),
+        (days[0], "m/b", 1, 10, 1, 300.0), (days[1], "m/b", 1, 2, 0, 30.0),
+        (days[0], "(others)", 1, 8, 0, None), (days[1], "(others)", 1, 2, 0, 50.0)]
+    assert daily("by=model&top=1") == [
+        (days[0], "m/a", 1, 3, 0, 100.0), (days[1], "m/a", 1, 10, 0, 10.0),
+        (days[0], "(others)", 2, 18, 1, 300.0), (days[1], "(others)", 2, 4, 0, 40.0)]
+    for bad in ("by=day", "top=0", "since=soon"):
+        assert client.get(f"/api/v1/admin/usage/daily?{bad}", headers=root).status_code == 422, bad
 
 
 def test_settings_close_registration_and_set_the_default_role(client, root) -> None:

@@ -65,9 +65,16 @@ async def test_usage_numbers_match_the_calls_made(client, root, bob, openai_upst
         (MODEL, 5, 44, 12)]
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     assert client.get(f"/api/v1/admin/usage?since={tomorrow}", headers=root).json() == {"data": []}
-    daily = client.get("/api/v1/admin/usage/daily", headers=root).json()["data"]
-    assert [(d["day"], d["requests"], d["input_tokens"], d["output_tokens"], d["errors"]) for d in daily] == [
-        (datetime.now(UTC).date().isoformat(), 5, 44, 12, 1)]
+    today = datetime.now(UTC).date().isoformat()
+
+    def daily(query: str = "") -> list[tuple[Any, ...]]:
+        found = client.get(f"/api/v1/admin/usage/daily{query}", headers=root).json()["data"]
+        return [(d["day"], d["key"], d["requests"], d["input_tokens"], d["output_tokens"], d["errors"]) for d in found]
+
+    assert daily() == [(today, None, 5, 44, 12, 1)]
+    assert daily("?by=user") == [(today, "bob", 4, 33, 9, 1), (today, "root", 1, 11, 3, 0)]
+    assert daily("?by=user&top=1") == [(today, "bob", 4, 33, 9, 1), (today, "(others)", 1, 11, 3, 0)]
+    assert daily("?by=model") == [(today, MODEL, 5, 44, 12, 1)]
     exported = client.get("/api/v1/admin/usage?by=user&format=csv", headers=root)
     assert exported.text.splitlines()[:2] == ["user,requests,input_tokens,output_tokens,errors,avg_latency_ms",
                                               exported.text.splitlines()[1]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from nicegui.testing import User
 
@@ -24,12 +25,13 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition not met")
 
 
-def _add_usage(username: str, *rows: tuple[str, int, int, str]) -> None:
+def _add_usage(username: str, *rows: tuple[str, int, int, str], days_ago: int = 0) -> None:
     with session_scope() as session:
         user = auth.get_user_by_name(session, username)
         assert user is not None
         session.add_all([UsageRecord(user_id=user.id, model=model, source="chat", input_tokens=i, output_tokens=o,
-                                     total_ms=100, status=status) for model, i, o, status in rows])
+                                     total_ms=100, status=status, time=datetime.now(UTC) - timedelta(days=days_ago))
+                         for model, i, o, status in rows])
         session.commit()
 
 
@@ -79,18 +81,44 @@ async def test_create_a_user_set_their_limits_and_delete_them(user: User) -> Non
 async def test_usage_by_user_and_model_with_a_chart_and_csv(user: User) -> None:
     await signed_up(user, "root")
     _add_usage("root", ("acme/one", 10, 5, "ok"), ("acme/one", 20, 0, "error"), ("acme/two", 1, 2, "ok"))
+    _add_usage("root", ("acme/old", 100, 100, "ok"), days_ago=10)
     await user.open("/admin?tab=usage")
     await see(user, marker="usage-chart")
     table = user.find(marker="usage-table").elements.pop()
     assert [(r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["errors"]) for r in table.rows] == [
-        ("root", 3, 31, 7, 1)]
+        ("root", 3, 31, 7, 1)]  # the last 7 days
+
+    def series() -> list[tuple[str, str, list[object]]]:
+        chart = user.find(marker="usage-chart").elements.pop()
+        return [(s["name"], s["type"], s["data"]) for s in chart.options["series"]]
+
+    assert series() == [("root", "bar", [38])]  # tokens a day, a series per user
     user.find(marker="usage-by").elements.pop().set_value("model")
     await until(lambda: len(table.rows) == 2)
     assert [(r["key"], r["requests"]) for r in table.rows] == [("acme/one", 2), ("acme/two", 1)]
+    assert series() == [("acme/one", "bar", [35]), ("acme/two", "bar", [3])]
+    measure = user.find(marker="usage-measure").elements.pop()
+    measure.set_value("errors")
+    assert series() == [("acme/one", "bar", [1]), ("acme/two", "bar", [0])]
+    measure.set_value("latency")
+    assert series() == [("acme/one", "line", [100.0]), ("acme/two", "line", [100.0])]
     user.find(marker="usage-csv").click()
     exported = (await user.download.next(timeout=5)).text
     assert exported.splitlines()[0] == "model,requests,input_tokens,output_tokens,errors,avg_latency_ms"
     assert "acme/one,2,30,5,1,100.0" in exported
+
+    measure.set_value("requests")
+    period = user.find(marker="usage-period").elements.pop()
+    period.set_value("30d")
+    await until(lambda: len(table.rows) == 3)
+    assert series() == [("acme/one", "bar", [0, 2]), ("acme/old", "bar", [1, 0]), ("acme/two", "bar", [0, 1])]
+    period.set_value("today")
+    await until(lambda: len(table.rows) == 2)
+    period.set_value("custom")  # no date yet: all time
+    await until(lambda: len(table.rows) == 3)
+    user.find(marker="usage-since").elements.pop().set_value((datetime.now(UTC) - timedelta(days=9)).date().isoformat())
+    await until(lambda: len(table.rows) == 2)
+    assert {r["key"] for r in table.rows} == {"acme/one", "acme/two"}
 
 
 async def test_system_tab_shows_the_machine(user: User) -> None:
