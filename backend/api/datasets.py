@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 from backend.api.deps import ClientIp, CurrentUser, SessionDep
 from backend.config import get_settings
@@ -45,14 +46,40 @@ def _multipart(file: UploadFile | None) -> Iterator[tuple[Path, str]]:
         Path(temp.name).unlink(missing_ok=True)
 
 
+JSON_BODY_LIMIT = 1024 * 1024  # a JSON body only names an upload
+
+
+def _too_large(limit_mb: int) -> TooLarge:
+    return TooLarge("A file sent in one request may have at most {limit} MB; upload bigger files through "
+                    "/api/v1/uploads (tus), which can also resume", limit=limit_mb)
+
+
+def _limited(request: Request, limit: int, error: TooLarge) -> Request:
+    """The request with a body counted as it arrives and refused past `limit` bytes: a chunked body has no
+    Content-Length to check beforehand, and one that has may say less than it sends."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise error
+        return message
+
+    return Request(request.scope, receive)
+
+
 async def _read_request(request: Request) -> tuple[DatasetFromUpload | None, UploadFile | None, dict[str, Any]]:
     """JSON naming an upload, or a multipart form with `file` (and the same fields as form values)."""
     kind = request.headers.get("content-type", "")
     if kind.startswith("multipart/form-data"):
         limit = get_settings().max_multipart_mb
-        if int(request.headers.get("content-length") or 0) > limit * 1024 * 1024:
-            raise TooLarge("A file sent in one request may have at most {limit} MB; upload bigger files through "
-                           "/api/v1/uploads (tus), which can also resume", limit=limit)
+        declared = request.headers.get("content-length") or ""
+        if declared.isdigit() and int(declared) > limit * 1024 * 1024:
+            raise _too_large(limit)  # at once, before a byte of the body is read
+        request = _limited(request, limit * 1024 * 1024, _too_large(limit))
         form = await request.form(max_files=1)
         file = form.get("file")
         if not isinstance(file, UploadFile):
@@ -67,6 +94,7 @@ async def _read_request(request: Request) -> tuple[DatasetFromUpload | None, Upl
             if flag in fields:
                 fields[flag] = fields[flag].lower() in ("1", "true", "yes", "on")
         return None, file, fields
+    request = _limited(request, JSON_BODY_LIMIT, TooLarge("The request body is too big"))
     try:
         body = DatasetFromUpload.model_validate(await request.json())
     except ValueError as error:

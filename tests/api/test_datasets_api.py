@@ -163,6 +163,31 @@ def test_multipart_validate_and_limits(client, alice, settings) -> None:
     response = client.post("/api/v1/datasets", headers=alice, files=big, data={"name": "big"})
     assert response.status_code == 413 and "/api/v1/uploads" in response.json()["detail"]
 
+    # the same file as a chunked body, without a Content-Length to check first: counted as it arrives
+    boundary = "lpBoundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbig\r\n--{boundary}\r\n"
+            f"Content-Disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n"
+            f"Content-Type: application/json\r\n\r\n").encode() + good_rows(40_000) + f"\r\n--{boundary}--\r\n".encode()
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start:start + 64 * 1024]
+
+    for path in ("/api/v1/datasets", "/api/v1/datasets/validate"):
+        response = client.post(path, content=chunks(), headers={
+            **alice, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert response.status_code == 413, response.text
+        assert "at most 1 MB" in response.json()["detail"]
+    assert [d["name"] for d in client.get("/api/v1/datasets", headers=alice).json()["data"]] == ["qa"]
+    settings.max_multipart_mb = 3  # the same chunked body under the limit goes through
+    response = client.post("/api/v1/datasets", content=chunks(), headers={
+        **alice, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 201 and response.json()["rows"] == 40_000
+    assert "content-length" not in response.request.headers  # it really was chunked
+    huge_json = json.dumps({"name": "x", "upload_id": "y", "padding": "z" * 2 * 1024 * 1024}).encode()
+    response = client.post("/api/v1/datasets", headers={**alice, "Content-Type": "application/json"},
+                           content=iter([huge_json]))
+    assert response.status_code == 413
+
 
 def test_versions_preview_and_download(client, alice) -> None:
     first = client.post("/api/v1/datasets", headers=alice, data={"name": "qa"},
