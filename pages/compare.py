@@ -37,6 +37,11 @@ BATCH_ENDINGS = {
     "interrupted": N_("The portal restarted while the batch ran; the answers so far are below."),
     "failed": N_("The batch failed; the answers so far are below."),
 }
+BATCH_STATUS = {"running": N_("running"), "done": N_("done"), "cancelled": N_("cancelled"),
+                "interrupted": N_("interrupted"), "failed": N_("failed")}
+BATCH_COLORS = {"running": "primary", "done": "positive", "cancelled": "orange-8", "interrupted": "orange-8",
+                "failed": "negative"}
+PAST_BATCHES = 20  # listed on the Batch tab
 FEW_VOTES = 20  # below this, a bootstrap interval is too narrow to trust
 PROGRESS_INTERVAL = 0.5  # seconds between redraws of a running batch's progress
 CLOCK_INTERVAL = 0.25  # seconds between redraws of a column's running clock
@@ -65,14 +70,16 @@ def compare_page(request: Request) -> None:
                 runner = RunView(user, models)
                 runner.build()
             with ui.tab_panel(batch_tab).classes("p-0 gap-4"):
-                BatchView(user, models).build()
+                batches = BatchView(user, models)
+                batches.build()
             with ui.tab_panel(history_tab).classes("p-0 gap-4"):
                 history = HistoryView(user, on_open=lambda run_id: _open_run(tabs, run_tab, runner, run_id))
                 history.build()
             with ui.tab_panel(board_tab).classes("p-0 gap-4"):
                 board = LeaderboardView()
                 board.build()
-        refreshers = {"history": history.refresh, "leaderboard": board.refresh}  # show what is new on every visit
+        # show what is new on every visit
+        refreshers = {"history": history.refresh, "leaderboard": board.refresh, "batch": batches.refresh_past}
 
         async def tab_changed(event: Any) -> None:
             if event.value in refreshers:
@@ -173,7 +180,10 @@ class RunView:
             return
         finally:
             self.run_button.enable()
+        previous = self.run_id
         self._show_live(comparison, prompt)
+        if previous is not None and compare.running(previous) is not None:
+            await compare.stop(user=self.user, run_id=previous)  # no one watches it any more: stop calling upstream
 
     def _reset(self, prompt: str) -> None:
         for task in self.listeners:
@@ -224,9 +234,11 @@ class RunView:
             view.show_metrics(_live_metrics(live) if live else "")
             return
         answer.finish(status=result.status, reasoning_ms=result.reasoning_ms)
-        view.show_metrics(metrics_line(ttft_ms=result.ttft_ms, total_ms=result.total_ms,
-                                       output_tokens=result.output_tokens, estimated=False,
-                                       tokens_per_s=result.tokens_per_s, finished=True))
+        tokens, estimated, rate = result.output_tokens, False, result.tokens_per_s
+        if not tokens and live is not None and live.chunks:  # no usage from the provider (or stopped): the count
+            tokens, estimated, rate = live.chunks, True, _rate(live, live.chunks)  # from the stream stays, with ~
+        view.show_metrics(metrics_line(ttft_ms=result.ttft_ms, total_ms=result.total_ms, output_tokens=tokens,
+                                       estimated=estimated, tokens_per_s=rate, finished=True))
         answer.show_outcome(result.status, result.error, error_marker="column-error")
 
     async def _all_finished(self, comparison: compare.Comparison) -> None:
@@ -264,6 +276,8 @@ class RunView:
             return
         for view, result in zip(self.columns, run.results, strict=False):
             view.reveal(result.model)
+            if result.status == "error":  # the error as the provider said it, names included
+                view.answer.show_outcome(result.status, result.error, error_marker="column-error")
         ui.notify(_("Thanks: Model A was {a}, Model B was {b}", a=run.results[0].model, b=run.results[1].model),
                   position="top", type="positive")
         self._after(run)
@@ -313,12 +327,17 @@ def _live_metrics(live: compare.Column) -> str:
     now = time.perf_counter()
     total = metrics.total_ms if metrics.total_ms is not None else round((now - metrics.started) * 1000)
     tokens = metrics.output_tokens or live.chunks
-    rate = None
-    if metrics.first_token_at is not None and tokens:
-        elapsed = (metrics.finished_at or now) - metrics.first_token_at
-        rate = tokens / elapsed if elapsed > 0 else None
     return metrics_line(ttft_ms=metrics.ttft_ms, total_ms=total, output_tokens=tokens,
-                        estimated=not metrics.output_tokens, tokens_per_s=rate)
+                        estimated=not metrics.output_tokens, tokens_per_s=_rate(live, tokens))
+
+
+def _rate(live: compare.Column, tokens: int) -> float | None:
+    """Tokens a second since the first one (until now, while the column streams)."""
+    metrics = live.metrics
+    if metrics.first_token_at is None or not tokens:
+        return None
+    elapsed = (metrics.finished_at or time.perf_counter()) - metrics.first_token_at
+    return tokens / elapsed if elapsed > 0 else None
 
 
 class HistoryView:
@@ -386,13 +405,17 @@ class LeaderboardView:
 
 
 class BatchView:
-    """A list of prompts against the chosen models, a few calls at once, with averages per model."""
+    """A list of prompts against the chosen models, a few calls at once, with averages per model; past batches below,
+    each reopened with its progress or results."""
 
     def __init__(self, user: User, models: list[ModelPublic]) -> None:
         self.user = user
         self.models = models
         self.batch_id: int | None = None
         self.timer: ui.timer | None = None
+        # The prompts of the last file read, as parsed (line breaks and per-prompt system prompts), with the text
+        # shown for them: used while the text is left as it was.
+        self.loaded: tuple[str, list[prompt_lists.PromptLine]] | None = None
 
     def build(self) -> None:
         options = _model_options(self.models)
@@ -404,6 +427,9 @@ class BatchView:
                 "batch-models")
             self.prompts = ui.textarea(_("Prompts, one per line")).props("outlined autogrow").classes(
                 "w-full lp-batch-prompts").mark("batch-prompts")
+            self.file_note = ui.label().classes("text-caption text-secondary").mark("batch-file-note")
+            self.file_note.bind_visibility_from(self, "loaded", backward=lambda loaded: loaded is not None)
+            self.prompts.on_value_change(self._edited)
             ui.upload(label=_("Or upload a file"), auto_upload=True, on_upload=self._uploaded,
                       max_file_size=10_000_000).props(
                 'accept=".txt,.csv,.jsonl,.json" flat bordered color=white text-color=primary').classes(
@@ -422,6 +448,8 @@ class BatchView:
             "batch-progress")
         self.progress.set_visibility(False)
         self.results = ui.column().classes("w-full gap-2")
+        ui.label(_("Past batches")).classes("text-subtitle1 text-weight-medium")
+        self.past = ui.column().classes("w-full gap-2")
 
     async def _uploaded(self, event: Any) -> None:
         data = await event.file.read()
@@ -432,26 +460,49 @@ class BatchView:
             ui.notify(_("{name}: {n} lines could not be read", name=event.file.name, n=len(errors)) + "\n" + shown,
                       type="negative", position="top", multi_line=True, timeout=10_000)
         if lines:
-            self.prompts.set_value("\n".join(" ".join(line.prompt.split()) for line in lines))
+            shown_text = "\n".join(" ".join(line.prompt.split()) for line in lines)  # a prompt a line, to read
+            self.loaded = (shown_text, lines)
+            self.prompts.set_value(shown_text)
+            self.file_note.set_text(_("From {name}: prompts of several lines and their own system prompts are sent as "
+                                      "in the file, unless you edit the list.", name=event.file.name))
             ui.notify(_("{n} prompts read from {name}", n=len(lines), name=event.file.name), position="top")
 
+    def _edited(self) -> None:
+        if self.loaded is not None and (self.prompts.value or "") != self.loaded[0]:
+            self.loaded = None  # edited: the text is the list now
+
+    def _prompt_list(self) -> list[str] | list[prompt_lists.PromptLine]:
+        if self.loaded is not None and (self.prompts.value or "") == self.loaded[0]:
+            return self.loaded[1]
+        return [line for line in (self.prompts.value or "").splitlines() if line.strip()]
+
     async def run(self) -> None:
-        prompts = [line for line in (self.prompts.value or "").splitlines() if line.strip()]
         try:
-            job = await compare.start_batch(user=self.user, models=list(self.picker.value or []), prompts=prompts,
-                                            system=self.system.value or None,
+            job = await compare.start_batch(user=self.user, models=list(self.picker.value or []),
+                                            prompts=self._prompt_list(), system=self.system.value or None,
                                             params=_params(self.temperature, self.max_tokens),
                                             concurrency=int(self.concurrency.value or 4))
         except (DomainError, ProviderError) as error:
             show_error(error)
             return
-        self.batch_id = job.batch_id
+        self._follow(job.batch_id, job.done, job.total)
+        await self.refresh_past()
+
+    def _follow(self, batch_id: int, done: int, total: int) -> None:
+        """Show a running batch's progress until it ends."""
+        self._stop_polling()
+        self.batch_id = batch_id
         self.results.clear()
         self.run_button.disable()
         self.cancel_button.set_visibility(True)
         self.progress.set_visibility(True)
-        self._progress(job.done, job.total)
+        self._progress(done, total)
         self.timer = ui.timer(PROGRESS_INTERVAL, self._poll)
+
+    def _stop_polling(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.set_value(done / total if total else 0)
@@ -464,11 +515,14 @@ class BatchView:
         if job is not None:
             self._progress(job.done, job.total)
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._stop_polling()
         batch = await call(compare.read_batch, user=self.user, batch_id=self.batch_id)
+        self._ended(batch)
+        await self.refresh_past()
+
+    def _ended(self, batch: BatchPublic) -> None:
         self._progress(batch.done, batch.total)
+        self.progress.set_visibility(True)
         self.run_button.enable()
         self.cancel_button.set_visibility(False)
         self._show_results(batch)
@@ -477,11 +531,48 @@ class BatchView:
         if self.batch_id is not None:
             await call(compare.cancel_batch, user=self.user, batch_id=self.batch_id)
 
+    async def open(self, batch_id: int) -> None:
+        """Reopen a batch: follow it while it runs, or show its results."""
+        try:
+            batch = await call(compare.read_batch, user=self.user, batch_id=batch_id)
+        except DomainError as error:
+            show_error(error)
+            return
+        if compare.running_batch(batch_id) is not None:
+            self._follow(batch_id, batch.done, batch.total)
+            return
+        self._stop_polling()
+        self.batch_id = batch_id
+        self._ended(batch)
+
+    async def refresh_past(self) -> None:
+        batches = await call(compare.list_batches, user=self.user, limit=PAST_BATCHES)
+        self.past.clear()
+        with self.past:
+            if not batches:
+                ui.label(_("No batches yet.")).classes("text-secondary")
+                return
+            with ui.card().classes("w-full p-0"), ui.list().props("separator").classes("w-full"):
+                for batch in batches:
+                    with ui.item(on_click=lambda b=batch.id: self.open(b)).classes("lp-history-item").mark(
+                            f"batch-{batch.id}"):
+                        with ui.item_section():
+                            ui.item_label(_("Batch {id} · {time}", id=batch.id, time=format_time(batch.created_at)))
+                            ui.item_label(" · ".join(batch.models)).props("caption")
+                        with ui.item_section().props("side"):
+                            ui.badge(_(BATCH_STATUS.get(batch.status, batch.status)),
+                                     color=BATCH_COLORS.get(batch.status, "grey-7")).props("rounded").mark(
+                                f"batch-status-{batch.id}")
+                            ui.item_label(_("{done} of {total} prompts", done=batch.done, total=batch.total)).props(
+                                "caption")
+
     def _show_results(self, batch: BatchPublic) -> None:
         self.results.clear()
         with self.results:
             if batch.status in BATCH_ENDINGS:
                 ui.label(_(BATCH_ENDINGS[batch.status])).classes("text-warning")
+            if batch.error:
+                ui.label(_("Why: {reason}", reason=batch.error)).classes("text-negative").mark("batch-error")
             columns = [
                 {"name": "model", "label": _("Model"), "field": "model", "align": "left"},
                 {"name": "answers", "label": _("Answers"), "field": "answers", "align": "right"},
@@ -494,7 +585,7 @@ class BatchView:
             rows = [{"model": a.model, "answers": a.answers, "errors": a.errors, "ttft": _number(a.ttft_ms),
                      "total": _number(a.total_ms), "tokens": _number(a.output_tokens), "rate": _number(a.tokens_per_s)}
                     for a in batch.averages]
-            ui.label(_("Averages per model")).classes("text-subtitle1 text-weight-medium")
+            ui.label(_("Averages per model · batch {id}", id=batch.id)).classes("text-subtitle1 text-weight-medium")
             ui.table(columns=columns, rows=rows, row_key="model").classes("w-full").props("flat bordered dense").mark(
                 "batch-averages")
             with ui.row().classes("gap-2"):
