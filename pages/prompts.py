@@ -58,7 +58,7 @@ def library_page(request: Request) -> None:
             with ui.tab_panel(library_tab).classes("p-0 gap-4"):
                 LibraryView(user).build()
             with ui.tab_panel(convert_tab).classes("p-0 gap-4"):
-                ConvertView(_no_messages).build()
+                ConvertView(user, _no_messages).build()
 
 
 @router.page("/prompts/new")
@@ -230,7 +230,7 @@ class EditorView:
                     self.versions = VersionsView(self.user, self)
                     self.versions.build()
                 with ui.tab_panel(convert_tab).classes("p-0 gap-4"):
-                    ConvertView(self.rendered_for_convert).build()
+                    ConvertView(self.user, self.rendered_for_convert).build()
 
             async def tab_changed(event: Any) -> None:
                 if event.value == "versions":
@@ -389,6 +389,7 @@ class PlaygroundView:
         self.listener: asyncio.Task[None] | None = None
 
     def build(self) -> None:
+        ui.context.client.on_delete(self.close)  # the page was closed: an answer nobody reads is not paid for
         with ui.card().classes("w-full gap-3"):
             ui.label(_("Fill in the variables, then preview the messages or run them on a model. The playground uses "
                        "what is in the editor, saved or not.")).classes("text-secondary text-body2")
@@ -480,6 +481,12 @@ class PlaygroundView:
     async def stop(self) -> None:
         if self.run is not None:
             self.run.cancel()
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.cancel()
+        if self.listener is not None:
+            self.listener.cancel()
 
     async def open_in_chat(self) -> None:
         messages = await self.editor.render()
@@ -610,7 +617,11 @@ class VersionsView:
     async def _unlabel(self, label: str) -> None:
         prompt = self.editor.prompt
         assert prompt is not None
-        await call(prompts.remove_label, user=self.user, prompt_id=prompt.id, label=label)
+        try:
+            await call(prompts.remove_label, user=self.user, prompt_id=prompt.id, label=label)
+        except DomainError as error:
+            show_error(error)
+        await self.refresh()
         await self.refresh()
 
     async def _restore(self, version: int) -> None:
@@ -634,7 +645,8 @@ class ConvertView:
     """Paste a conversation in one format, get it in another, with what was lost; and a local tokenizer's chat
     template applied to the messages."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, user: User, source: Any) -> None:
+        self.user = user
         self.source = source  # async () -> rendered messages of the open prompt (none on the library page)
 
     def build(self) -> None:
@@ -711,7 +723,8 @@ class ConvertView:
         try:
             messages, _losses = prompt_formats.to_messages(self.from_format.value,
                                                            self._data(self.from_format.value))
-            text = await run.io_bound(prompt_formats.chat_template_preview, model_dir=self.model_dir.value or "",
+            text = await run.io_bound(prompt_formats.chat_template_preview, user=self.user,
+                                      model_dir=self.model_dir.value or "",
                                       messages=messages)
         except DomainError as error:
             with self.template_box:

@@ -4,8 +4,10 @@ fake model, carry it to chat and compare, share it, and convert formats."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+import yaml
 from nicegui.testing import User
 from sqlmodel import select
 
@@ -14,9 +16,10 @@ from backend.models import Conversation, Message, Prompt, PromptVersion
 from backend.models import User as UserRow
 from backend.models.prompt import PromptCreate, PromptMessage
 from backend.models.provider import ProviderCreate
-from backend.services import chat, inference, prompts, providers
-from tests.fakes import reply
-from tests.pages.conftest import notified, see, sign_out, signed_up
+from backend.services import chat, inference, limits, prompts, providers
+from tests.api.test_prompts_api import tiny_tokenizer
+from tests.fakes import hang_after, reply
+from tests.pages.conftest import gone, notified, see, sign_out, signed_up
 
 
 @pytest.fixture
@@ -72,13 +75,14 @@ async def test_write_a_prompt_its_variables_are_found_and_it_is_saved(writer: Us
     await see(writer, marker="template-error")
     await see(writer, "Message 2, line 2")
     writer.find(marker="message-1").clear().type("Summarise in {{ words }} words:\n{{ text }}")
+    writer.find(marker="prompt-shared").click()
     writer.find(marker="save-prompt").click()
     await see(writer, marker="current-version")
     await see(writer, "version 1")
     with session_scope() as session:
         prompt = session.exec(select(Prompt)).one()
     row = versions(prompt.id)[0]  # type: ignore[arg-type]
-    assert prompt.name == "Summariser"
+    assert prompt.name == "Summariser" and prompt.shared
     assert row.messages[1] == {"role": "user", "content": "Summarise in {{ words }} words:\n{{ text }}"}
     assert [(v["name"], v["type"], v["default"]) for v in row.variables] == [
         ("company", "string", None), ("words", "number", 50), ("text", "string", None)]
@@ -107,6 +111,13 @@ async def test_versions_diff_labels_and_roll_back(writer: User) -> None:
     await notified(writer, "production now points at version 1")
     with session_scope() as session:
         assert session.get(Prompt, prompt_id).labels == {"production": 1}  # type: ignore[union-attr]
+    writer.find(marker="label-chip-production").trigger("remove")
+    await gone(writer, "label-chip-production")
+    with session_scope() as session:
+        assert session.get(Prompt, prompt_id).labels == {}  # type: ignore[union-attr]
+    pick(writer, "label-version", 1)
+    writer.find(marker="set-label").click()
+    await see(writer, marker="label-chip-production")
     writer.find(marker="restore-1").click()
     await notified(writer, "Version 1 restored as version 3")
     await see(writer, "version 3")
@@ -129,6 +140,47 @@ async def test_the_playground_streams_the_answer_to_the_rendered_prompt(writer: 
     await see(writer, "6 tokens")
     assert openai_upstream.last_request.json["messages"] == [
         {"role": "system", "content": "You translate into German."}, {"role": "user", "content": "Hello everyone."}]
+    # the playground spends the user's tokens as chat does: past the daily quota, a run and Open in chat are refused
+    await inference.flush_usage()
+    with session_scope() as session:
+        session.exec(select(UserRow)).one().daily_token_quota = 10
+        session.commit()
+    limits.clear_cache()
+    writer.find(marker="run-prompt").click()
+    await notified(writer, "Daily token quota of 10 tokens used up (26 used)")
+    writer.find(marker="open-chat").click()
+    await notified(writer, "Daily token quota of 10 tokens used up (26 used)")
+    with session_scope() as session:
+        assert session.exec(select(Conversation)).all() == []  # none left behind without its question
+
+
+async def test_a_run_stops_on_stop_and_when_the_page_closes(writer: User, openai_upstream,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[prompts.PlaygroundRun] = []
+    start_run = prompts.start_run
+
+    async def recorded(**kwargs: Any) -> prompts.PlaygroundRun:
+        started.append(await start_run(**kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(prompts, "start_run", recorded)
+    openai_upstream.script.set(hang_after(2, reply("Un deux trois quatre cinq six")))
+    await writer.open(f"/prompts/{saved_prompt()}")
+    writer.find(marker="value-sentence").type("Count.")
+    writer.find(marker="run-prompt").click()
+    await see(writer, marker="stop-prompt")
+    writer.find(marker="stop-prompt").click()
+    await see(writer, "Stopped: the answer ends here.")
+    await see(writer, marker="run-prompt")
+    writer.find(marker="run-prompt").click()
+    await see(writer, marker="stop-prompt")
+    assert [run.status for run in started] == ["cancelled", "streaming"]
+    writer.client.delete()  # the page is closed: nobody reads the answer any more
+    for _ in range(100):
+        if started[1].status != "streaming":
+            break
+        await asyncio.sleep(0.02)
+    assert started[1].status == "cancelled"
 
 
 async def test_the_playground_tries_unsaved_changes_and_refuses_escapes(writer: User) -> None:
@@ -141,7 +193,10 @@ async def test_the_playground_tries_unsaved_changes_and_refuses_escapes(writer: 
 
 
 async def test_open_in_chat_starts_a_conversation_with_the_rendered_messages(writer: User, openai_upstream) -> None:
-    prompt_id = saved_prompt()
+    prompt_id = saved_prompt(messages=[  # a few-shot template: its examples become the conversation's history
+        PromptMessage(role="system", content="You translate into {{ language }}."),
+        PromptMessage(role="user", content="One."), PromptMessage(role="assistant", content="Eins."),
+        PromptMessage(role="user", content="{{ sentence }}")])
     openai_upstream.script.set(reply("Guten Tag."))
     await writer.open(f"/prompts/{prompt_id}")
     writer.find(marker="value-sentence").type("Good day.")
@@ -150,11 +205,12 @@ async def test_open_in_chat_starts_a_conversation_with_the_rendered_messages(wri
     await see(writer, content="Guten Tag.")
     with session_scope() as session:
         conversation = session.exec(select(Conversation)).one()
-        stored = list(session.exec(select(Message).order_by(Message.id)).all())
+        stored = [(m.role, m.content) for m in session.exec(select(Message).order_by(Message.id)).all()]
     assert (conversation.title, conversation.system_prompt) == ("Translator", "You translate into German.")
-    assert (stored[0].role, stored[0].content) == ("user", "Good day.")
-    assert openai_upstream.last_request.json["messages"][0] == {"role": "system",
-                                                                "content": "You translate into German."}
+    assert stored == [("user", "One."), ("assistant", "Eins."), ("user", "Good day."), ("assistant", "Guten Tag.")]
+    assert openai_upstream.last_request.json["messages"] == [
+        {"role": "system", "content": "You translate into German."}, {"role": "user", "content": "One."},
+        {"role": "assistant", "content": "Eins."}, {"role": "user", "content": "Good day."}]
 
 
 async def test_open_in_compare_fills_the_compare_prompt(writer: User) -> None:
@@ -199,3 +255,42 @@ async def test_convert_names_what_a_format_loses(writer: User) -> None:
     writer.find(marker="convert").click()
     await see(writer, marker="convert-output")
     await writer.should_not_see(marker="convert-warning")
+
+
+async def test_import_export_and_delete(writer: User) -> None:
+    await writer.open("/prompts")
+    writer.find(marker="import").click()
+    await see(writer, marker="import-text")
+    writer.find(marker="import-text").type('{"prompts": [{"name": "Imported", "messages": '
+                                           '[{"role": "user", "content": "{{ q }}"}]}]}')
+    writer.find(marker="import-ok").click()
+    await notified(writer, "Imported: 1 new, 0 updated, 0 unchanged")
+    await see(writer, "Imported")
+    writer.find(marker="export-yaml").click()
+    exported = yaml.safe_load((await writer.download.next()).content)
+    assert [(p["name"], p["messages"]) for p in exported["prompts"]] == [
+        ("Imported", [{"role": "user", "content": "{{ q }}"}])]
+    with session_scope() as session:
+        prompt_id = session.exec(select(Prompt)).one().id
+    await writer.open(f"/prompts/{prompt_id}")
+    writer.find(marker="delete-prompt").click()
+    await see(writer, marker="confirm-ok")
+    writer.find(marker="confirm-ok").click()
+    await see(writer, "No prompts yet")
+    with session_scope() as session:
+        assert session.exec(select(Prompt)).all() == []
+
+
+async def test_the_chat_template_preview_shows_what_a_local_model_receives(writer: User, tmp_path) -> None:
+    pytest.importorskip("transformers")
+    tiny_tokenizer(tmp_path)
+    await writer.open("/prompts")
+    writer.find(marker="tab-convert").click()
+    writer.find(marker="convert-input").type('[{"role": "user", "content": "Hi"}]')
+    writer.find(marker="template-model").type(str(tmp_path / "missing"))
+    writer.find(marker="template-preview").click()
+    await see(writer, marker="template-preview-error")
+    writer.find(marker="template-model").clear().type(str(tmp_path))
+    writer.find(marker="template-preview").click()
+    await see(writer, marker="template-output")
+    await see(writer, content="<|user|>Hi")
