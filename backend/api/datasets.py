@@ -230,8 +230,9 @@ def _safe(name: str) -> str:
 
 
 @router.post("/{dataset_id}/tokens")
-def count_tokens(dataset_id: int, body: TokenCount, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+def count_tokens(dataset_id: int, body: TokenCount, user: CurrentUser, session: SessionDep,
+                 ip: ClientIp) -> dict[str, Any]:
     """Exact token statistics with a local base model's tokenizer (a directory or a model id in the local Hugging
-    Face cache); kept with the version's statistics."""
+    Face cache); kept with the version's statistics, so only the dataset's owner (or an admin) may count them."""
     return {"stats": dataset_tokens.count_tokens(session, user=user, dataset_id=dataset_id,
-                                                 base_model=body.base_model, version=body.version)}
+                                                 base_model=body.base_model, version=body.version, ip=ip)}

@@ -9,16 +9,17 @@ from sqlmodel import Session
 
 from backend.errors import Invalid
 from backend.models.user import User
-from backend.services import datasets, training
+from backend.services import audit, datasets, training
 from backend.services.dataset_formats import HISTOGRAM_EDGES
 
 BATCH = 512  # rows tokenized at once (fast tokenizers work on batches in Rust)
 
 
-def count_tokens(session: Session, *, user: User, dataset_id: int, base_model: str,
-                 version: int | None = None) -> dict[str, Any]:
+def count_tokens(session: Session, *, user: User, dataset_id: int, base_model: str, version: int | None = None,
+                 ip: str | None = None) -> dict[str, Any]:
     """Tokenize every row as training would see it (the chat template applied to conversations) and store the counts
-    with the version. Returns the new statistics."""
+    with the version. Returns the new statistics. Storing changes the dataset: its owner (or an admin) only."""
+    datasets.owned_dataset(session, user=user, dataset_id=dataset_id)
     found = datasets.get_version(session, user=user, dataset_id=dataset_id, version=version)
     path = training.resolve_base_model(base_model)
     try:
@@ -63,5 +64,7 @@ def count_tokens(session: Session, *, user: User, dataset_id: int, base_model: s
                  histogram={"edges": list(HISTOGRAM_EDGES), "counts": histogram})
     found.stats = stats
     session.add(found)
+    audit.record(session, action="dataset.tokens", user=user, target=f"dataset:{dataset_id}", ip=ip,
+                 detail={"version": found.version, "base_model": base_model, "tokens": total})
     session.commit()
     return stats

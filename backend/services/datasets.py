@@ -203,7 +203,7 @@ def add_version(session: Session, *, user: User, dataset_id: int, source: Path, 
                 validation_ratio: float | None = None, seed: int | None = None, note: str | None = None,
                 ip: str | None = None) -> tuple[DatasetVersion, Report]:
     """A new version from another file (the old ones stay as they are)."""
-    dataset = _owned(session, user=user, dataset_id=dataset_id)
+    dataset = owned_dataset(session, user=user, dataset_id=dataset_id)
     previous = get_version(session, user=user, dataset_id=dataset_id)
     version, report = _write_version(
         session, dataset, source=source, source_name=source_name, format=format, mapping=mapping,
@@ -216,7 +216,7 @@ def add_version(session: Session, *, user: User, dataset_id: int, source: Path, 
     return version, report
 
 
-def _owned(session: Session, *, user: User, dataset_id: int) -> Dataset:
+def owned_dataset(session: Session, *, user: User, dataset_id: int) -> Dataset:
     """A dataset the user may change: their own (or any, for an admin). A shared one may be read, not changed."""
     dataset = get_dataset(session, user=user, dataset_id=dataset_id)
     if dataset.user_id != user.id and user.role != Role.admin:
@@ -270,7 +270,7 @@ def preview(session: Session, *, user: User, dataset_id: int, version: int | Non
 
 def update_dataset(session: Session, *, user: User, dataset_id: int, name: str | None = None,
                    description: str | None = None, shared: bool | None = None, ip: str | None = None) -> Dataset:
-    dataset = _owned(session, user=user, dataset_id=dataset_id)
+    dataset = owned_dataset(session, user=user, dataset_id=dataset_id)
     changes: dict[str, Any] = {}
     if name is not None:
         dataset.name = changes["name"] = _validate_name(name)
@@ -289,7 +289,7 @@ def update_dataset(session: Session, *, user: User, dataset_id: int, name: str |
 
 def delete_dataset(session: Session, *, user: User, dataset_id: int, ip: str | None = None) -> None:
     """Delete a dataset with every version; refused while a training job uses it."""
-    dataset = _owned(session, user=user, dataset_id=dataset_id)
+    dataset = owned_dataset(session, user=user, dataset_id=dataset_id)
     jobs = sum(check(session, dataset_id) for check in IN_USE_CHECKS)
     if jobs:
         raise Conflict("{count} training jobs use this dataset; delete or finish them first", count=jobs)

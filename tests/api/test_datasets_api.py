@@ -14,7 +14,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlmodel import col, select
 
+from backend.db import session_scope
+from backend.models import AuditEvent
 from backend.services import datasets
 from tests.conftest import bearer, login, register
 
@@ -28,6 +31,14 @@ def jsonl(rows: list[dict]) -> bytes:
 
 def good_rows(n: int) -> bytes:
     return jsonl([{"instruction": f"Question {i}", "output": f"Answer {i}"} for i in range(n)])
+
+
+def audit_events(prefix: str = "dataset.") -> list[tuple[str, str | None, dict]]:
+    """(action, target, detail) of the audit events whose action starts with `prefix`, oldest first."""
+    with session_scope() as session:
+        events = session.exec(select(AuditEvent).where(col(AuditEvent.action).startswith(prefix))
+                              .order_by(col(AuditEvent.id))).all()
+        return [(e.action, e.target, dict(e.detail or {})) for e in events]
 
 
 @pytest.fixture
@@ -253,3 +264,15 @@ def test_exact_token_counts_with_a_local_tokenizer(client, alice, tmp_path) -> N
     missing = client.post(f"/api/v1/datasets/{dataset['id']}/tokens", headers=alice,
                           json={"base_model": str(tmp_path / "nowhere")})
     assert missing.status_code == 400 and "No model directory" in missing.json()["detail"]
+    assert [(a, t, d["tokens"]) for a, t, d in audit_events("dataset.tokens")] == [
+        ("dataset.tokens", f"dataset:{dataset['id']}", stats["tokens"])]
+
+    # counts are stored with the version: a reader of a shared dataset may not overwrite its owner's
+    register(client, "bob")
+    bob = bearer(login(client, "bob")["access_token"])
+    tokens = f"/api/v1/datasets/{dataset['id']}/tokens"
+    assert client.post(tokens, headers=bob, json={"base_model": str(model)}).status_code == 404  # private
+    client.patch(f"/api/v1/datasets/{dataset['id']}", headers=alice, json={"shared": True})
+    refused = client.post(tokens, headers=bob, json={"base_model": str(model)})
+    assert refused.status_code == 403 and refused.json()["detail"] == "Only the owner of a dataset may change it"
+    assert len(audit_events("dataset.tokens")) == 1
