@@ -109,6 +109,8 @@ DOUBLING = "{% set ns = namespace(s='x' * 100000) %}{% for i in range(40) %}{% s
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loops ran more than"),
     ("{{ 'x' * 1000000000 }}", "repetition longer than"),
     ("{{ 9 ** 99999999 }}", "exponents over"),
+    ("{{ range(1000000000) | length }}", "Range too big"),
+    ("{{ ((10 ** 256) ** 256) ** 256 > 1 }}", "numbers over"),
     ("{{ 'x'.ljust(1000000000) }}", "a size over"),
     ("{{ 'x' | center(1000000000) }}", "a size over"),
     ("{{ '{:>1000000000}'.format(1) }}", "format fields this wide"),
