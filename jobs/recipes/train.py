@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from jobs.recipes import prepare_model
-from jobs.recipes.base import trainable_parameters
+from jobs.recipes.base import attention_implementation, trainable_parameters
 from jobs.recipes.collate import PackedCollator, PaddedCollator
 from jobs.recipes.data import Example, ensure_chat_template, load_examples, pack, padding_waste
 
@@ -82,14 +82,19 @@ def datasets_for(spec: RunSpec, tokenizer: Any) -> tuple[list[Any], list[Any], A
         notes.append(f"data: {report.whole_rows} rows learned whole: the chat template does not render turn by turn")
     if not train:
         raise ValueError("No training rows left: every row was empty or had no assistant turn within max_length")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if params["packing"]:
         capacity = int(params["max_length"])
         packed_train, packed_eval = pack(train, capacity=capacity), pack(evaluation, capacity=capacity)
         waste = padding_waste(train, batch_size=int(params["batch_size"]))
-        notes.append(f"packing: {len(train)} examples in {len(packed_train)} rows of at most {capacity} tokens, "
-                     f"no padding (a padded batch would be {waste:.0%} padding)")
-        return packed_train, packed_eval, PackedCollator(), notes
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # flash-attn reads the examples of a single flattened row; sdpa and eager get a row per bin.
+        flatten = attention_implementation() == "flash_attention_2"
+        filled = sum(len(b["input_ids"]) for b in packed_train) / max(len(packed_train) * capacity, 1)
+        notes.append(f"packing: {len(train)} examples in {len(packed_train)} bins of at most {capacity} tokens "
+                     f"({filled:.0%} full), "
+                     + ("a batch flattened into one row" if flatten else "a row per bin")
+                     + f" (a padded batch would be {waste:.0%} padding)")
+        return packed_train, packed_eval, PackedCollator(pad_token_id=int(pad), flatten=flatten), notes
     as_dicts = [{"input_ids": e.input_ids, "labels": e.labels} for e in train]
     eval_dicts = [{"input_ids": e.input_ids, "labels": e.labels} for e in evaluation]
     return as_dicts, eval_dicts, PaddedCollator(pad_token_id=int(pad)), notes

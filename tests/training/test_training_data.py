@@ -82,28 +82,71 @@ def test_packing_fills_bins_and_restarts_positions() -> None:
             assert row["labels"][begin + 1 : end] == row["input_ids"][begin + 1 : end]
 
 
+def segments(positions: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of each run of position ids counting up from 0."""
+    starts = [i for i, p in enumerate(positions) if p == 0]
+    return list(zip(starts, [*starts[1:], len(positions)], strict=True))
+
+
+def test_a_packed_batch_is_a_row_per_bin_with_padding_as_its_own_sequence() -> None:
+    examples = [Example(list(range(1, n + 1)), list(range(1, n + 1))) for n in (7, 5, 4, 3, 3, 2, 9)]
+    bins = pack(examples, capacity=10)
+    batch = PackedCollator(pad_token_id=99)(bins)
+    assert "attention_mask" not in batch
+    assert batch["input_ids"].shape == (len(bins), max(len(b["input_ids"]) for b in bins))
+    for row, packed in enumerate(bins):
+        used = len(packed["input_ids"])
+        for key in ("input_ids", "labels", "position_ids"):
+            assert batch[key][row, :used].tolist() == packed[key]
+        pad = batch["input_ids"].shape[1] - used
+        # The tail: pad tokens learning nothing, positions restarting at 0 (a sequence of its own).
+        assert batch["input_ids"][row, used:].tolist() == [99] * pad
+        assert batch["labels"][row, used:].tolist() == [IGNORE] * pad
+        assert batch["position_ids"][row, used:].tolist() == list(range(pad))
+    assert any(len(b["input_ids"]) < batch["input_ids"].shape[1] for b in bins)  # some row really is padded
+
+    flat = PackedCollator(flatten=True)(bins)  # flash-attn: the whole batch in one row, nothing padded
+    assert flat["input_ids"].shape == (1, sum(len(e) for e in examples))
+    assert flat["position_ids"][0].tolist() == [p for b in bins for p in b["position_ids"]]
+
+
 def test_packed_loss_equals_the_unpacked_loss(tiny_model: Path, tokenizer) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
     model.config.use_cache = False
-    examples = [tokenize_chat(tokenizer, row["messages"], max_length=512)[0] for row in chat_rows()[:4]]
+    examples = [tokenize_chat(tokenizer, row["messages"], max_length=512)[0] for row in chat_rows()[:7]]
     assert len({len(e) for e in examples}) > 1  # different lengths: the padded batch really pads
+    capacity = 2 * max(len(e) for e in examples) + 8
+    bins = pack(examples, capacity=capacity)
+    # Several rows, rows of several samples, and a row shorter than the longest (so its tail is padding).
+    assert len(bins) >= 3 and max(b["position_ids"].count(0) for b in bins) >= 2
+    assert len({len(b["input_ids"]) for b in bins}) > 1
 
-    packed = PackedCollator()([pack([e], capacity=512)[0] for e in examples])
-    assert packed["input_ids"].shape == (1, sum(len(e) for e in examples)) and "attention_mask" not in packed
+    packed = PackedCollator(pad_token_id=tokenizer.pad_token_id)(bins)
+    assert packed["input_ids"].shape == (len(bins), max(len(b["input_ids"]) for b in bins))
     padded = PaddedCollator(pad_token_id=tokenizer.pad_token_id)(
         [{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    flat = PackedCollator(flatten=True)(bins)
     with torch.no_grad():
         packed_out = model(**packed)
         padded_out = model(**padded)
-        alone = [model(input_ids=torch.tensor([e.input_ids])).logits[0] for e in examples]
+        flat_out = model(**flat)
     assert torch.allclose(packed_out.loss, padded_out.loss, atol=1e-5), (packed_out.loss, padded_out.loss)
-    # No sample attends to another: each packed sample's logits are its logits alone.
-    offset = 0
-    for example, logits in zip(examples, alone, strict=True):
-        assert torch.allclose(packed_out.logits[0, offset : offset + len(example)], logits, atol=1e-5)
-        offset += len(example)
+    assert torch.allclose(flat_out.loss, padded_out.loss, atol=1e-5), (flat_out.loss, padded_out.loss)
+
+    # No sample attends to another, nor to the padding: each packed sample's logits are its logits alone.
+    checked = 0
+    for row, packed_bin in enumerate(bins):
+        for begin, end in segments(packed_bin["position_ids"]):
+            with torch.no_grad():
+                alone = model(input_ids=packed["input_ids"][row : row + 1, begin:end]).logits[0]
+            assert torch.allclose(packed_out.logits[row, begin:end], alone, atol=1e-5), (row, begin)
+            checked += 1
+    assert checked == len(examples)
 
     # Without restarting position ids the samples would see each other: the check above means something.
-    leaky = model(input_ids=packed["input_ids"], labels=packed["labels"]).logits[0]
-    second = slice(len(examples[0]), len(examples[0]) + len(examples[1]))
-    assert not torch.allclose(leaky[second], alone[1], atol=1e-3)
+    row = next(r for r, b in enumerate(bins) if b["position_ids"].count(0) >= 2)
+    (second, second_end) = segments(bins[row]["position_ids"])[1]
+    with torch.no_grad():
+        leaky = model(input_ids=packed["input_ids"][row : row + 1]).logits[0]
+        alone = model(input_ids=packed["input_ids"][row : row + 1, second:second_end]).logits[0]
+    assert not torch.allclose(leaky[second:second_end], alone, atol=1e-3)
