@@ -56,10 +56,14 @@ def training_slots() -> list[str]:
     return [f"cuda:{part.strip()}" for part in setting.split(",") if part.strip()]
 
 
+def bitsandbytes_installed() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
 def qlora_unavailable_reason() -> str | None:
     """Why QLoRA cannot run here (a message id), or None when it can: 4-bit needs CUDA and bitsandbytes."""
     if cuda_device_count() == 0:
         return N_("QLoRA needs a CUDA GPU and this machine has none: choose LoRA or full fine-tuning")
-    if importlib.util.find_spec("bitsandbytes") is None:
+    if not bitsandbytes_installed():
         return N_("QLoRA needs the bitsandbytes package, which is not installed: pip install bitsandbytes")
     return None

@@ -3,6 +3,7 @@ read, metrics, logs, cancel, resume, delete, options and the memory estimate; pr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlmodel import select
 
 from backend.db import session_scope
 from backend.models import AuditEvent, User
-from backend.services import training
+from backend.services import devices, training
 from tests.conftest import bearer, login, register
 from tests.training.tiny import build_model, chat_rows, write_dataset
 
@@ -56,8 +57,11 @@ def test_a_job_is_queued_listed_and_read(client, people, tiny_model) -> None:
     assert job["checkpoints"] == [] and job["error"] is None and job["output_dir"] == f"training/{job['id']}"
     assert job["params"]["max_steps"] == 5 and job["params"]["packing"] is True  # defaults filled in
     assert job["params"]["learning_rate"] == 2e-4 and job["owner"] == "alice"
-    second = create(client, people["alice"], job_body(tiny_model, dataset, name="second"))
+    # A start time without a timezone is taken as UTC (it was a 500).
+    second = create(client, people["alice"], job_body(tiny_model, dataset, name="second",
+                                                      start_after="2099-01-01T02:00:00"))
     assert second["queue_position"] == 2
+    assert datetime.fromisoformat(second["start_after"]) == datetime(2099, 1, 1, 2, tzinfo=UTC)
 
     listed = client.get("/api/v1/training/jobs", headers=people["alice"]).json()["data"]
     assert [(j["name"], j["queue_position"]) for j in listed] == [("second", 2), ("first run", 1)]
@@ -93,7 +97,8 @@ def test_bad_jobs_are_refused_with_the_reason(client, people, tiny_model, tmp_pa
     assert client.get("/api/v1/training/jobs").status_code == 401
 
 
-def test_qlora_without_cuda_is_refused_with_its_reason(client, people, tiny_model) -> None:
+def test_qlora_without_cuda_is_refused_with_its_reason(client, people, tiny_model, monkeypatch) -> None:
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 0)  # what this machine has does not matter
     response = client.post("/api/v1/training/jobs", json=job_body(tiny_model, dataset_of("alice"), method="qlora"),
                            headers=people["alice"])
     assert response.status_code == 400
@@ -102,6 +107,23 @@ def test_qlora_without_cuda_is_refused_with_its_reason(client, people, tiny_mode
     chinese = client.post("/api/v1/training/jobs", json=job_body(tiny_model, dataset_of("alice"), method="qlora"),
                           headers={**people["alice"], "Accept-Language": "zh-CN"})
     assert "QLoRA 需要 CUDA GPU" in chinese.json()["detail"]
+
+    # A GPU but no bitsandbytes: refused for that reason.
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(devices, "bitsandbytes_installed", lambda: False)
+    response = client.post("/api/v1/training/jobs", json=job_body(tiny_model, dataset_of("alice"), method="qlora"),
+                           headers=people["alice"])
+    assert response.status_code == 400
+    assert response.json()["detail"] == ("QLoRA needs the bitsandbytes package, which is not installed: pip install "
+                                         "bitsandbytes")
+    options = client.get("/api/v1/training/options", headers=people["alice"]).json()
+    assert "bitsandbytes" in options["qlora_unavailable"]
+
+    # Both there: the job is queued.
+    monkeypatch.setattr(devices, "bitsandbytes_installed", lambda: True)
+    job = create(client, people["alice"], job_body(tiny_model, dataset_of("alice"), method="qlora"))
+    assert (job["method"], job["status"]) == ("qlora", "queued")
+    assert client.get("/api/v1/training/options", headers=people["alice"]).json()["qlora_unavailable"] is None
 
 
 def test_jobs_are_private_to_their_owner_and_admins(client, people, tiny_model) -> None:
@@ -175,7 +197,8 @@ def test_a_dataset_in_use_cannot_be_deleted(client, people, tiny_model) -> None:
     assert kept["dataset_id"] is None  # the job keeps its history
 
 
-def test_options_and_memory_estimate(client, people, tiny_model) -> None:
+def test_options_and_memory_estimate(client, people, tiny_model, monkeypatch) -> None:
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 0)
     alice = people["alice"]
     options = client.get("/api/v1/training/options", headers=alice).json()
     assert options["methods"] == ["lora", "qlora", "full"] and options["qlora_unavailable"]

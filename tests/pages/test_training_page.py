@@ -24,7 +24,7 @@ from backend.models import TrainingJob
 from backend.models import User as UserRow
 from backend.models.base import utcnow
 from backend.models.training import JobStatus, TrainingJobCreate
-from backend.services import tracking, training
+from backend.services import devices, tracking, training
 from jobs.worker import run_job
 from tests.pages.conftest import notified, register, see, sign_out, signed_up
 from tests.training.tiny import build_model, chat_rows, write_dataset
@@ -96,7 +96,9 @@ async def test_the_wizard_queues_a_job(no_dispatch: None, user: User, tiny_model
     assert (job.params["max_steps"], job.params["learning_rate"], job.params["lora_rank"]) == (60, 3e-4, 8)
 
 
-async def test_qlora_on_cpu_is_refused_with_its_reason(no_dispatch: None, user: User, tiny_model: Path) -> None:
+async def test_qlora_on_cpu_is_refused_with_its_reason(no_dispatch: None, user: User, tiny_model: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 0)  # what this machine has does not matter
     await signed_up(user, "alice")
     dataset_for("alice")
     await user.open("/training/new")
