@@ -30,7 +30,8 @@ def list_jobs(user: CurrentUser, session: SessionDep, status: str | None = None)
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=TrainingJobPublic)
 def create_job(body: TrainingJobCreate, user: CurrentUser, session: SessionDep, ip: ClientIp) -> TrainingJobPublic:
     """Queue a job. The base model (a local directory or a model id in the local Hugging Face cache) is checked at
-    once: its config and tokenizer must load."""
+    once: its config and tokenizer must load. `start_after` (ISO 8601) keeps it queued until then; a time without a
+    timezone is taken as UTC."""
     job = training.create_job(session, user=user, data=body, ip=ip)
     return training.job_public(session, job)
 

@@ -16,7 +16,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,13 @@ def log_path(job: TrainingJob) -> Path:
     return job_dir(job) / LOG_FILE
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A time without a timezone is taken as UTC (as the API and the wizard say)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def create_job(session: Session, *, user: User, data: TrainingJobCreate, ip: str | None = None) -> TrainingJob:
     name = data.name.strip()
     if not name or len(name) > 200:
@@ -331,7 +338,7 @@ def create_job(session: Session, *, user: User, data: TrainingJobCreate, ip: str
         user_id=user.id,  # type: ignore[arg-type]
         name=name, base_model=data.base_model.strip(), base_model_path=info.path,
         dataset_id=version.dataset_id, dataset_version=version.version, method=data.method, params=params,
-        merge=data.merge, start_after=data.start_after,
+        merge=data.merge, start_after=as_utc(data.start_after),
         total_steps=_steps_estimate(version, params),
     )
     session.add(job)
@@ -590,22 +597,29 @@ def reconcile(session: Session, *, alive: Callable[[TrainingJob], bool],
             continue
         why = reason(job) if reason else "its process is gone"
         now = utcnow()
+        detail: dict[str, Any]
         if job.cancel_requested:
             job.status = JobStatus.cancelled
             job.finished_at = now
             append_log(job, f"the worker ended while stopping ({why}): cancelled")
+            action, detail = "job.cancelled", {"reason": why}
         elif job.attempts < limit:
             job.status = JobStatus.queued
             job.resume = True
             job.attempts += 1
             append_log(job, f"the worker stopped unexpectedly ({why}) at step {job.step}; resuming from the latest "
                             f"checkpoint (restart {job.attempts} of {limit})")
+            action, detail = "job.requeued", {"reason": why, "attempt": job.attempts, "limit": limit}
         else:
             job.status = JobStatus.failed
             job.finished_at = now
             job.error = (f"The worker stopped unexpectedly ({why}) and was restarted {job.attempts} times, "
                          f"the limit (TRAINING_MAX_RESTARTS={limit})")
             append_log(job, job.error)
+            action, detail = "job.failed", {"error": job.error}
+        # The portal acts here, not a user: no actor, as for the worker's own ends (finish_job).
+        audit.record(session, action=action, target=f"job:{job.id}",
+                     detail={"name": job.name, "step": job.step, **detail})
         job.pid = None
         job.device = None
         job.updated_at = now
