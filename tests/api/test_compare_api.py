@@ -182,12 +182,13 @@ def test_a_batch_stops_cleanly_with_the_reason_when_the_daily_quota_runs_out(cli
     from backend.models import UsageRecord
 
     _admin_limits(client, alice, daily_token_quota=1000)
+    me = client.get("/api/v1/users/me", headers=alice).json()
     openai_upstream.script.set(reply("slow", usage=(1, 1), first_token_delay=1.0))
     response = client.post("/api/v1/compare/batches", headers=alice, json={
         "models": MODELS[:2], "prompts": ["one", "two", "three"], "concurrency": 1})
     assert response.status_code == 201, response.text
     with session_scope() as session:  # while the first prompt is answered, today's tokens run out
-        session.add(UsageRecord(user_id=1, model="elsewhere/model", source="gateway", input_tokens=1000))
+        session.add(UsageRecord(user_id=me["id"], model="elsewhere/model", source="gateway", input_tokens=1000))
         session.commit()
     batch = _wait_for_batch(client, alice, response.json()["id"])
     assert (batch["status"], batch["done"]) == ("failed", 1)
