@@ -7,6 +7,7 @@ dataset with `POST /api/v1/datasets {"name", "upload_id"}`.
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from fastapi import APIRouter, Request, Response
@@ -32,6 +33,12 @@ class UnsupportedMediaType(Invalid):
 
 def _headers(**extra: str) -> dict[str, str]:
     return {"Tus-Resumable": uploads.TUS_VERSION, "Cache-Control": "no-store", **extra}
+
+
+def _http_date(moment: datetime) -> str:
+    """RFC 9110 date, as tus's Upload-Expires wants it (a database may give the moment back without its zone: UTC)."""
+    return format_datetime(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC),
+                           usegmt=True)
 
 
 def _check_version(request: Request) -> None:
@@ -62,7 +69,7 @@ def create(request: Request, user: CurrentUser, session: SessionDep) -> Response
                                    metadata=uploads.parse_metadata(request.headers.get("upload-metadata")))
     return Response(status_code=201, headers=_headers(**{
         "Location": f"{request.url.path.rstrip('/')}/{upload.id}", "Upload-Offset": "0",
-        "Upload-Expires": format_datetime(upload.expires_at, usegmt=True)}))
+        "Upload-Expires": _http_date(upload.expires_at)}))
 
 
 @router.head("/{upload_id}")
@@ -72,7 +79,7 @@ def offset(upload_id: str, request: Request, user: CurrentUser, session: Session
     upload, have = uploads.current_offset(session, user=user, upload_id=upload_id)
     return Response(status_code=200, headers=_headers(**{
         "Upload-Offset": str(have), "Upload-Length": str(upload.length),
-        "Upload-Expires": format_datetime(upload.expires_at, usegmt=True)}))
+        "Upload-Expires": _http_date(upload.expires_at)}))
 
 
 @router.patch("/{upload_id}")
@@ -82,10 +89,14 @@ async def append(upload_id: str, request: Request, user: CurrentUser) -> Respons
     if request.headers.get("content-type", "").split(";")[0].strip() != OCTET_STREAM:
         raise UnsupportedMediaType(N_("Send the bytes as Content-Type: application/offset+octet-stream"))
     start = _integer_header(request, "upload-offset")
-    new_offset = start
+    new_offset, expires = start, None
     with contextlib.suppress(ClientDisconnect):  # what arrived is on disk; HEAD tells the client where to go on
-        new_offset = await uploads.append(user=user, upload_id=upload_id, offset=start, chunks=request.stream())
-    return Response(status_code=204, headers=_headers(**{"Upload-Offset": str(new_offset)}))
+        new_offset, expires = await uploads.append(user=user, upload_id=upload_id, offset=start,
+                                                   chunks=request.stream())
+    extra = {"Upload-Offset": str(new_offset)}
+    if expires is not None:
+        extra["Upload-Expires"] = _http_date(expires)
+    return Response(status_code=204, headers=_headers(**extra))
 
 
 @router.delete("/{upload_id}")

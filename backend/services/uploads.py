@@ -16,7 +16,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, col, select
@@ -74,7 +74,7 @@ def create_upload(session: Session, *, user: User, length: int, metadata: dict[s
     remove_expired(session)
     upload = Upload(id=uuid.uuid4().hex, user_id=user.id, filename=metadata.get("filename", "")[:255],  # type: ignore[arg-type]
                     length=length, meta=metadata,
-                    expires_at=utcnow() + timedelta(hours=get_settings().upload_expiry_hours))
+                    expires_at=_new_expiry())
     upload_path(upload.id).touch()
     session.add(upload)
     session.commit()
@@ -99,14 +99,23 @@ def current_offset(session: Session, *, user: User, upload_id: str) -> tuple[Upl
     return upload, _offset(upload_id)
 
 
-async def append(*, user: User, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
-    """Write the body of a PATCH at `offset` (which must be the server's); returns the new offset. A body cut off by
-    the client keeps what arrived."""
-    upload = await run_in_threadpool(_get, user, upload_id)
+def _new_expiry() -> datetime:
+    return utcnow() + timedelta(hours=get_settings().upload_expiry_hours)
+
+
+async def append(*, user: User, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> tuple[int, datetime]:
+    """Write the body of a PATCH at `offset` (which must be the server's); returns the new offset and the upload's
+    new expiry (each PATCH pushes it back: an upload still being worked on is not removed, however long it takes). A
+    body cut off by the client keeps what arrived."""
     lock = _locks.setdefault(upload_id, asyncio.Lock())
     if lock.locked():
         raise Conflict("This upload is receiving data from another request")
-    async with lock:
+    async with lock:  # held from before the expiry is pushed back: remove_expired leaves it alone meanwhile
+        try:
+            upload = await run_in_threadpool(_get, user, upload_id)
+        except NotFound:
+            _locks.pop(upload_id, None)
+            raise
         have = _offset(upload_id)
         if offset != have:
             raise Conflict("Upload-Offset {offset} does not match the server's offset {have}", offset=offset,
@@ -121,25 +130,32 @@ async def append(*, user: User, upload_id: str, offset: int, chunks: AsyncIterat
                 written += len(chunk)
         finally:
             os.close(fd)
-            await asyncio.shield(run_in_threadpool(_record_offset, upload_id, written, upload.length))
-        return written
+            expires = await asyncio.shield(run_in_threadpool(_record_offset, upload_id, written, upload.length))
+        return written, expires
 
 
 def _get(user: User, upload_id: str) -> Upload:
     with session_scope() as session:
-        return get_upload(session, user=user, upload_id=upload_id)
+        upload = get_upload(session, user=user, upload_id=upload_id)
+        upload.expires_at = _new_expiry()  # bytes are coming: not to be removed while they do
+        session.add(upload)
+        session.commit()
+        session.refresh(upload)
+        return upload
 
 
-def _record_offset(upload_id: str, offset: int, length: int) -> None:
+def _record_offset(upload_id: str, offset: int, length: int) -> datetime:
+    expires = _new_expiry()
     with session_scope() as session:
         upload = session.get(Upload, upload_id)
         if upload is None:
-            return
-        upload.offset = offset
+            return expires
+        upload.offset, upload.expires_at = offset, expires
         if offset == length and upload.completed_at is None:
             upload.completed_at = utcnow()
         session.add(upload)
         session.commit()
+    return expires
 
 
 def finished_upload(session: Session, *, user: User, upload_id: str) -> tuple[Upload, Path]:
@@ -165,8 +181,9 @@ def terminate(session: Session, *, user: User, upload_id: str) -> None:
 
 
 def remove_expired(session: Session) -> int:
-    """Unfinished (or unused) uploads past their expiry are removed, bytes and all."""
-    expired = session.exec(select(Upload).where(col(Upload.expires_at) < utcnow())).all()
+    """Unfinished (or unused) uploads past their expiry are removed, bytes and all; not one receiving bytes now."""
+    expired = [upload for upload in session.exec(select(Upload).where(col(Upload.expires_at) < utcnow())).all()
+               if not (upload.id in _locks and _locks[upload.id].locked())]
     for upload in expired:
         with contextlib.suppress(FileNotFoundError):
             upload_path(upload.id).unlink()

@@ -137,6 +137,46 @@ def test_tus_protocol_details(client, alice, settings) -> None:
     assert client.post("/api/v1/uploads", headers={**TUS, "Upload-Length": "10"}).status_code == 401
 
 
+def test_each_patch_pushes_the_expiry_back(client, alice, monkeypatch) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import parsedate_to_datetime
+
+    from backend.models.dataset import Upload
+    from backend.services import uploads
+
+    def expiry_in_db(upload_id: str) -> datetime:
+        with session_scope() as session:
+            moment = session.get(Upload, upload_id).expires_at
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def set_expiry(upload_id: str, moment: datetime) -> None:
+        with session_scope() as session:
+            upload = session.get(Upload, upload_id)
+            upload.expires_at = moment
+            session.add(upload)
+            session.commit()
+
+    working, forgotten = create_upload(client, alice, b"0123456789"), create_upload(client, alice, b"abc")
+    assert patch(client, alice, working, 0, b"01234").headers["Upload-Offset"] == "5"
+    now = datetime.now(UTC)
+    for upload_id in (working, forgotten):  # nearly a day later: both about to expire
+        set_expiry(upload_id, now + timedelta(minutes=1))
+    response = patch(client, alice, working, 5, b"567")  # the paused upload goes on
+    sent = parsedate_to_datetime(response.headers["Upload-Expires"])
+    assert timedelta(hours=23, minutes=59) < sent - now <= timedelta(hours=24, minutes=1)
+    assert abs(expiry_in_db(working) - sent) < timedelta(seconds=1)
+    head = client.head(f"/api/v1/uploads/{working}", headers={**alice, **TUS})
+    assert head.headers["Upload-Expires"] == response.headers["Upload-Expires"]
+
+    later = now + timedelta(minutes=2)  # past the old expiry: only the one nobody works on goes
+    monkeypatch.setattr(uploads, "utcnow", lambda: later)
+    with session_scope() as session:
+        assert uploads.remove_expired(session) == 1
+    monkeypatch.undo()
+    assert client.head(f"/api/v1/uploads/{forgotten}", headers={**alice, **TUS}).status_code == 404
+    assert patch(client, alice, working, 8, b"89").headers["Upload-Offset"] == "10"
+
+
 def test_bad_rows_are_listed_and_the_user_decides(client, alice) -> None:
     data = jsonl([{"messages": CHAT}, {"messages": [{"role": "user", "content": "no answer"}]}]) + b"{oops\n" + \
         jsonl([{"messages": CHAT}])
