@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from backend.db import session_scope
-from backend.models import AuditEvent
+from backend.models import AuditEvent, DatasetVersion
 from backend.services import datasets
 from tests.conftest import bearer, login, register
 
@@ -240,8 +240,12 @@ def test_multipart_validate_and_limits(client, alice, settings) -> None:
     assert response.status_code == 413
 
 
+def held_out(rows: int, ratio: float, seed: int) -> list[int]:
+    return [i for i in range(rows) if datasets.split_of(i, validation_ratio=ratio, seed=seed) == "validation"]
+
+
 def test_versions_preview_and_download(client, alice) -> None:
-    first = client.post("/api/v1/datasets", headers=alice, data={"name": "qa"},
+    first = client.post("/api/v1/datasets", headers=alice, data={"name": "qa", "validation_ratio": "0.2", "seed": "7"},
                         files={"file": ("a.jsonl", good_rows(600), "application/json")}).json()
     second = client.post(f"/api/v1/datasets/{first['id']}/versions", headers=alice,
                          files={"file": ("b.jsonl", good_rows(650), "application/json")}, data={"note": "more"})
@@ -250,6 +254,19 @@ def test_versions_preview_and_download(client, alice) -> None:
     assert [(v["version"], v["rows"]) for v in detail["versions"]] == [(2, 650), (1, 600)]
     assert detail["rows"] == 650 and detail["versions"][0]["note"] == "more"
     assert detail["versions"][0]["sha256"] != detail["versions"][1]["sha256"]
+
+    # the train/validation split is stored with each version (the second keeps the first's ratio and seed) ...
+    v1_held_out = held_out(600, 0.2, 7)
+    assert 80 < len(v1_held_out) < 160  # about a fifth
+    assert held_out(650, 0.2, 7)[:len(v1_held_out)] == v1_held_out  # the same rows, by their place
+    assert held_out(600, 0.2, 8) != v1_held_out  # the seed matters
+    splits = [(v["validation_ratio"], v["validation_rows"]) for v in detail["versions"]]
+    assert splits == [(0.2, len(held_out(650, 0.2, 7))), (0.2, len(v1_held_out))]
+    again = client.get(f"/api/v1/datasets/{first['id']}", headers=alice).json()  # ... and reads the same every time
+    assert [(v["validation_ratio"], v["validation_rows"]) for v in again["versions"]] == splits
+    with session_scope() as session:
+        stored = session.exec(select(DatasetVersion).where(DatasetVersion.dataset_id == first["id"])).all()
+        assert {(v.version, v.split_seed) for v in stored} == {(1, 7), (2, 7)}
 
     page = client.get(f"/api/v1/datasets/{first['id']}/preview?offset=510&limit=5&version=1", headers=alice).json()
     assert page["total"] == 600 and len(page["rows"]) == 5
@@ -274,6 +291,11 @@ def test_ownership_sharing_and_deletion(client, alice, bob, monkeypatch) -> None
     assert client.head(f"/api/v1/uploads/{upload_id}", headers={**bob, **TUS}).status_code == 404
     assert patch(client, bob, upload_id, 0, b"xyz").status_code == 404
 
+    version = client.post(f"{base}/versions", headers=alice, data={"skip_invalid": "true"},
+                          files={"file": ("b.jsonl", good_rows(4) + b"{oops\n", "application/json")})
+    assert version.status_code == 201 and version.json()["version"] == 2
+    assert client.post(f"{base}/versions", headers=bob,
+                       files={"file": ("c.jsonl", good_rows(5), "application/json")}).status_code == 404
     assert client.patch(base, headers=alice, json={"shared": True}).json()["shared"] is True
     assert client.get(base, headers=bob).status_code == 200  # shared: bob may read and train on it
     assert client.get("/api/v1/datasets", headers=bob).json()["data"][0]["owner"] == "alice"
@@ -286,6 +308,13 @@ def test_ownership_sharing_and_deletion(client, alice, bob, monkeypatch) -> None
     monkeypatch.setattr(datasets, "IN_USE_CHECKS", [])
     assert client.delete(base, headers=alice).status_code == 204
     assert client.get(base, headers=alice).status_code == 404
+    target = f"dataset:{dataset['id']}"  # what was done is in the audit log; what was refused changed nothing
+    assert audit_events() == [
+        ("dataset.create", target, {"name": "private", "rows": 3, "skipped": 0, "format": "alpaca"}),
+        ("dataset.version", target, {"version": 2, "rows": 4, "skipped": 1}),
+        ("dataset.update", target, {"shared": True}),
+        ("dataset.delete", target, {"name": "private"}),
+    ]
 
 
 def test_exact_token_counts_with_a_local_tokenizer(client, alice, tmp_path) -> None:
