@@ -118,7 +118,7 @@ def _prepare(session: Session, *, user: User, data: CompareRequest, batch_id: in
     if batch_id is None:
         limits.check(session, user=user, kind="compare")  # 429 past the user's rate or daily token quota
     else:
-        limits._check_quota(session, user.id, limits.limits_for(session, user.id))  # type: ignore[arg-type]
+        limits.check_quota(session, user=user)
     if data.blind:
         random.shuffle(resolved)  # which side a model lands on must tell nothing
     run = CompareRun(user_id=user.id, batch_id=batch_id, prompt=prompt, system_prompt=(data.system or "").strip()  # type: ignore[arg-type]

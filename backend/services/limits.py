@@ -204,6 +204,13 @@ def quota_status(session: Session, *, user: User) -> QuotaStatus:
                        used_today=used, remaining_today=remaining, resets_at=resets)
 
 
+def check_quota(session: Session, *, user: User) -> None:
+    """Raise `TooManyRequests` when `user`'s daily token quota is used up, without counting a request against the
+    rate (each prompt of a compare batch, which counted once when it started)."""
+    assert user.id is not None
+    _check_quota(session, user.id, limits_for(session, user.id))
+
+
 def _check_quota(session: Session, user_id: int, limits: UserLimits) -> None:
     if not limits.daily_quota:
         return
