@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import Message
@@ -71,8 +72,19 @@ def _limited(request: Request, limit: int, error: TooLarge) -> Request:
     return Request(request.scope, receive)
 
 
-async def _read_request(request: Request) -> tuple[DatasetFromUpload | None, UploadFile | None, dict[str, Any]]:
-    """JSON naming an upload, or a multipart form with `file` (and the same fields as form values)."""
+class VersionEdit(BaseModel):
+    """A new version from an existing one, without some rows: `POST /api/v1/datasets/{id}/versions`."""
+
+    from_version: int | None = None  # the latest when not given
+    remove_rows: list[int] = Field(default_factory=list, max_length=100_000)  # indices from 0, as preview's offset
+    dedupe: bool = False  # also leave out every row that repeats an earlier one
+    note: str | None = Field(default=None, max_length=500)
+
+
+async def _read_request(request: Request, *, edits: bool = False) -> tuple[
+        DatasetFromUpload | VersionEdit | None, UploadFile | None, dict[str, Any]]:
+    """JSON naming an upload (or, with `edits`, a `VersionEdit`), or a multipart form with `file` (and the same
+    fields as form values)."""
     kind = request.headers.get("content-type", "")
     if kind.startswith("multipart/form-data"):
         limit = get_settings().max_multipart_mb
@@ -96,7 +108,18 @@ async def _read_request(request: Request) -> tuple[DatasetFromUpload | None, Upl
         return None, file, fields
     request = _limited(request, JSON_BODY_LIMIT, TooLarge("The request body is too big"))
     try:
-        body = DatasetFromUpload.model_validate(await request.json())
+        raw = await request.json()
+    except ValueError as error:
+        raise Invalid("Send JSON with name and upload_id, or a multipart form with a file") from error
+    if edits and isinstance(raw, dict) and "upload_id" not in raw:
+        try:
+            edit = VersionEdit.model_validate(raw)
+        except ValueError as error:
+            raise Invalid("Send JSON with upload_id, or with from_version and remove_rows (a list of row indices) "
+                          "or dedupe") from error
+        return edit, None, edit.model_dump()
+    try:
+        body = DatasetFromUpload.model_validate(raw)
     except ValueError as error:
         raise Invalid("Send JSON with name and upload_id, or a multipart form with a file") from error
     return body, None, body.model_dump()
@@ -116,6 +139,7 @@ async def create_dataset(request: Request, user: CurrentUser, ip: ClientIp) -> D
     """A new dataset. Bad rows refuse it (422, with every bad line) unless `skip_invalid` is true, in which case they
     are left out and listed in `errors`."""
     body, file, fields = await _read_request(request)
+    assert not isinstance(body, VersionEdit)
     return await run_in_threadpool(_create, user, body, file, fields, ip)
 
 
@@ -139,6 +163,7 @@ def _create(user: User, body: DatasetFromUpload | None, file: UploadFile | None,
 async def validate_dataset(request: Request, user: CurrentUser) -> DatasetInspection:
     """A dry run: format, rows, every bad line and the statistics; nothing is saved."""
     body, file, fields = await _read_request(request)
+    assert not isinstance(body, VersionEdit)
     return await run_in_threadpool(_inspect, user, body, file, fields)
 
 
@@ -182,9 +207,22 @@ def delete_dataset(dataset_id: int, user: CurrentUser, session: SessionDep, ip: 
 
 @router.post("/{dataset_id}/versions", status_code=status.HTTP_201_CREATED, response_model=DatasetCreated)
 async def add_version(dataset_id: int, request: Request, user: CurrentUser, ip: ClientIp) -> DatasetCreated:
-    """A new version from another file (JSON naming an upload, or multipart), checked like a new dataset."""
-    body, file, fields = await _read_request(request)
+    """A new version: from another file (JSON naming an upload, or multipart), checked like a new dataset; or from
+    an existing version without some rows (JSON `{from_version?, remove_rows: [row index, ...], dedupe?, note?}`,
+    indices from 0). Earlier versions stay as they were."""
+    body, file, fields = await _read_request(request, edits=True)
+    if isinstance(body, VersionEdit):
+        return await run_in_threadpool(_edit_version, user, dataset_id, body, ip)
     return await run_in_threadpool(_add_version, user, dataset_id, body, file, fields, ip)
+
+
+def _edit_version(user: User, dataset_id: int, edit: VersionEdit, ip: str | None) -> DatasetCreated:
+    with session_scope() as session:
+        version, report = datasets.edit_version(session, user=user, dataset_id=dataset_id,
+                                                from_version=edit.from_version, remove_rows=edit.remove_rows,
+                                                dedupe=edit.dedupe, note=edit.note, ip=ip)
+        dataset = datasets.get_dataset(session, user=user, dataset_id=dataset_id)
+        return datasets.created_public(dataset, version, report)
 
 
 def _add_version(user: User, dataset_id: int, body: DatasetFromUpload | None, file: UploadFile | None,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, delete, or_, select
 
 from backend.config import get_settings
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
-from backend.i18n import N_
+from backend.i18n import N_, gettext
 from backend.models.base import utcnow
 from backend.models.dataset import (
     Dataset,
@@ -32,7 +33,7 @@ from backend.models.dataset import (
 )
 from backend.models.user import Role, User
 from backend.services import audit, uploads
-from backend.services.dataset_formats import FORMATS, Report, read_dataset
+from backend.services.dataset_formats import FORMATS, Report, fingerprint, read_dataset, repeated_rows
 
 
 def version_file(version: DatasetVersion) -> Path:
@@ -212,6 +213,63 @@ def add_version(session: Session, *, user: User, dataset_id: int, source: Path, 
         seed=previous.split_seed if seed is None else seed)
     audit.record(session, action="dataset.version", user=user, target=f"dataset:{dataset.id}", ip=ip,
                  detail={"version": version.version, "rows": report.rows, "skipped": report.error_count})
+    session.commit()
+    return version, report
+
+
+EDITED_NOTE = N_("From version {version}: {removed} rows removed, {duplicates} repeated rows removed")
+
+
+def edit_version(session: Session, *, user: User, dataset_id: int, from_version: int | None = None,
+                 remove_rows: Collection[int] = (), dedupe: bool = False, note: str | None = None,
+                 ip: str | None = None) -> tuple[DatasetVersion, Report]:
+    """A new version made from `from_version` (the latest by default) without some of its rows: those at the
+    indices in `remove_rows` (from 0, as the preview's offset counts), and with `dedupe` every row that repeats an
+    earlier one. The version it comes from stays as it is; the new one has its own hash, statistics and row count,
+    and keeps the split's ratio and seed."""
+    dataset = owned_dataset(session, user=user, dataset_id=dataset_id)
+    source = get_version(session, user=user, dataset_id=dataset_id, version=from_version)
+    remove = set(remove_rows)
+    outside = sorted(r for r in remove if not 0 <= r < source.rows)
+    if outside:
+        raise Invalid("Version {version} has no row {row} (its rows are 0 to {last})", version=source.version,
+                      row=outside[0], last=source.rows - 1)
+    if not remove and not dedupe:
+        raise Invalid("Name the rows to remove, or ask for repeated rows to be removed")
+    path = version_file(source)
+    repeats = None
+    if dedupe:
+        fingerprints = array("Q")
+        with path.open("rb") as file:
+            for line in file:
+                fingerprints.append(fingerprint(line.rstrip(b"\n")))
+        repeats = repeated_rows(fingerprints)
+        del fingerprints
+    removed = duplicates = 0
+    edited = path.with_name(f"edit-{uuid.uuid4().hex}.jsonl")
+    try:
+        with path.open("rb") as file, edited.open("wb") as out:
+            for index, line in enumerate(file):
+                if index in remove:
+                    removed += 1
+                elif repeats is not None and repeats[index]:
+                    duplicates += 1
+                else:
+                    out.write(line)
+        if not removed and not duplicates:
+            raise Invalid("Version {version} has no repeated rows: nothing to remove", version=source.version)
+        if removed + duplicates == source.rows:
+            raise Invalid("That would remove every row; delete the dataset instead")
+        version, report = _write_version(
+            session, dataset, source=edited, source_name=source.source_name, format=None, mapping=None,
+            skip_invalid=False, validation_ratio=source.validation_ratio, seed=source.split_seed,
+            note=note or gettext(EDITED_NOTE, version=source.version, removed=removed, duplicates=duplicates))
+    finally:
+        edited.unlink(missing_ok=True)
+    version.format = dataset.format = source.format  # the rows' original format, not that of their normal form
+    audit.record(session, action="dataset.version", user=user, target=f"dataset:{dataset.id}", ip=ip,
+                 detail={"version": version.version, "rows": report.rows, "from_version": source.version,
+                         "removed": removed, "duplicates_removed": duplicates})
     session.commit()
     return version, report
 

@@ -279,6 +279,45 @@ def test_versions_preview_and_download(client, alice) -> None:
     assert client.get(f"/api/v1/datasets/{first['id']}/versions/3/download", headers=alice).status_code == 404
 
 
+def test_a_version_without_some_rows(client, alice, bob) -> None:
+    import hashlib
+
+    data = good_rows(10) + good_rows(3)  # rows 10 to 12 repeat rows 0 to 2
+    dataset = client.post("/api/v1/datasets", headers=alice, data={"name": "qa", "shared": "true"},
+                          files={"file": ("a.jsonl", data, "application/json")}).json()
+    assert dataset["stats"]["duplicates"] == 3
+    versions = f"/api/v1/datasets/{dataset['id']}/versions"
+
+    deduped = client.post(versions, headers=alice, json={"dedupe": True})
+    assert deduped.status_code == 201, deduped.text
+    assert (deduped.json()["version"], deduped.json()["rows"], deduped.json()["format"]) == (2, 10, "alpaca")
+    assert deduped.json()["stats"]["duplicates"] == 0
+    trimmed = client.post(versions, headers=alice, json={"from_version": 2, "remove_rows": [0, 5], "note": "typos"})
+    assert trimmed.status_code == 201 and (trimmed.json()["version"], trimmed.json()["rows"]) == (3, 8)
+    page = client.get(f"/api/v1/datasets/{dataset['id']}/preview?version=3&limit=10", headers=alice).json()
+    assert [r["messages"][0]["content"] for r in page["rows"]] == [f"Question {i}" for i in (1, 2, 3, 4, 6, 7, 8, 9)]
+
+    detail = client.get(f"/api/v1/datasets/{dataset['id']}", headers=alice).json()
+    assert [(v["version"], v["rows"]) for v in detail["versions"]] == [(3, 8), (2, 10), (1, 13)]
+    assert detail["versions"][0]["note"] == "typos"
+    assert detail["versions"][1]["note"] == "From version 1: 0 rows removed, 3 repeated rows removed"
+    assert len({v["sha256"] for v in detail["versions"]}) == 3
+    for version in detail["versions"]:  # every version as it was made, downloadable
+        body = client.get(f"{versions}/{version['version']}/download", headers=alice).content
+        assert hashlib.sha256(body).hexdigest() == version["sha256"] and len(body.splitlines()) == version["rows"]
+
+    assert client.post(versions, headers=alice, json={"remove_rows": [8]}).status_code == 400  # v3 has rows 0-7
+    assert "no row 8" in client.post(versions, headers=alice, json={"remove_rows": [8]}).json()["detail"]
+    assert client.post(versions, headers=alice, json={}).status_code == 400
+    assert client.post(versions, headers=alice, json={"dedupe": True}).status_code == 400  # nothing repeats now
+    assert client.post(versions, headers=alice, json={"remove_rows": list(range(8))}).status_code == 400
+    assert client.post(versions, headers=alice, json={"remove_rows": "all"}).status_code == 400
+    assert client.post(versions, headers=bob, json={"dedupe": True}).status_code == 403  # shared: read, not change
+    assert [d for a, _, d in audit_events("dataset.version")] == [
+        {"version": 2, "rows": 10, "from_version": 1, "removed": 0, "duplicates_removed": 3},
+        {"version": 3, "rows": 8, "from_version": 2, "removed": 2, "duplicates_removed": 0}]
+
+
 def test_ownership_sharing_and_deletion(client, alice, bob, monkeypatch) -> None:
     dataset = client.post("/api/v1/datasets", headers=alice, data={"name": "private"},
                           files={"file": ("a.jsonl", good_rows(3), "application/json")}).json()
