@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from sqlmodel import func, select
 from backend.db import session_scope
 from backend.errors import Forbidden
 from backend.models import Conversation, Dataset, Prompt, TrainingJob, UsageRecord, User
-from backend.models.admin import AdminSettingsUpdate
+from backend.models.admin import AdminSettingsUpdate, SystemSample
 from backend.models.prompt import PromptVersion
 from backend.models.user import Role, UserUpdate
 from backend.services import monitor, reports, settings_store, users
@@ -282,10 +283,30 @@ def test_system_now_and_history(client, root) -> None:
     now = client.get("/api/v1/admin/system", headers=root).json()
     assert 0 <= now["cpu_percent"] <= 100 and now["memory"]["total"] > 0 and now["disk"]["total"] > 0
     assert isinstance(now["gpus"], list) and now["portal"]["rss"] > 0 and now["workers"] == []
+    worker = subprocess.Popen(["sleep", "30"])  # a training job's worker process, as far as the monitor can tell
+    try:
+        with session_scope() as session:
+            job = TrainingJob(user_id=user_id(client, root, "root"), name="tune", base_model="m", method="lora",
+                              status="running", pid=worker.pid)
+            session.add_all([job, TrainingJob(user_id=job.user_id, name="done", base_model="m", method="lora",
+                                              status="succeeded", pid=1)])
+            session.add(SystemSample(time=datetime.now(UTC) - timedelta(hours=25), cpu_percent=99))
+            session.commit()
+            job_id = job.id
+        workers = client.get("/api/v1/admin/system", headers=root).json()["workers"]
+        assert [(w["job_id"], w["job_name"], w["pid"]) for w in workers] == [(job_id, "tune", worker.pid)]
+        assert workers[0]["rss"] > 0
+        with session_scope() as session:
+            sample, _ = monitor.take_sample(session)
+            assert sample.workers[0]["pid"] == worker.pid
+    finally:
+        worker.kill()
+        worker.wait()
+    assert client.get("/api/v1/admin/system", headers=root).json()["workers"][0]["rss"] is None  # gone meanwhile
+    history = client.get("/api/v1/admin/system/history?hours=24", headers=root).json()["data"]
+    assert len(history) == 1 and history[0]["memory_total"] > 0  # the sample of 25 hours ago was deleted
     with session_scope() as session:
-        monitor.take_sample(session)
-    history = client.get("/api/v1/admin/system/history?hours=1", headers=root).json()["data"]
-    assert len(history) == 1 and history[0]["memory_total"] > 0
+        assert session.exec(select(func.count()).select_from(SystemSample)).one() == 1
     assert client.get("/api/v1/admin/system/history?hours=48", headers=root).status_code == 422
 
 

@@ -7,7 +7,8 @@ from nicegui.testing import User
 from backend.db import session_scope
 from backend.models.user import Role, UserUpdate
 from backend.services import auth, users
-from tests.pages.conftest import see, sign_in, signed_up
+from tests.conftest import TEST_PASSWORD
+from tests.pages.conftest import notified, see, sign_in, signed_up
 
 
 async def test_disabling_a_user_sends_their_open_page_to_login(user: User, create_user) -> None:
@@ -28,6 +29,12 @@ async def test_disabling_a_user_sends_their_open_page_to_login(user: User, creat
     await see(user, "disabled")
     await sign_in(bob, "bob")
     await see(bob, "This account is disabled; ask an administrator")
+
+    user.find(marker="enabled-bob").click()  # enabling asks nothing
+    await notified(user, "bob enabled")
+    await user.should_not_see("disabled", retries=50)
+    await sign_in(bob, "bob")
+    await see(bob, "Welcome, bob")
 
 
 async def test_disabling_through_the_api_reaches_open_pages_too(user: User) -> None:
@@ -71,13 +78,12 @@ async def test_search_users(user: User, create_user) -> None:
 
 async def test_a_demoted_admins_open_console_closes_at_once(user: User, create_user) -> None:
     await signed_up(user, "root")
-    bob = create_user()
-    await signed_up(bob, "bob")
     with session_scope() as session:
         root = auth.get_user_by_name(session, "root")
-        bob_id = auth.get_user_by_name(session, "bob").id  # type: ignore[union-attr]
-        users.update_user(session, actor=root, user_id=bob_id, changes=UserUpdate(role=Role.admin))  # type: ignore[arg-type]
-    await bob.open("/admin")
+        bob_id = users.create_user(session, actor=root, username="bob", password=TEST_PASSWORD,  # type: ignore[arg-type]
+                                   role=Role.admin).id
+    bob = create_user()  # one page open (the simulation sends every page of bob's to the same User)
+    await sign_in(bob, "bob", path="/login?redirect_to=/admin")
     await see(bob, marker="new-user")
     with session_scope() as session:
         root = auth.get_user_by_name(session, "root")

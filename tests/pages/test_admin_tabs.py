@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from nicegui.testing import User
+from sqlmodel import col, update
 
+import pages.admin as admin_page
 from backend.db import session_scope
 from backend.models import UsageRecord
 from backend.models.admin import AdminSettingsUpdate
-from backend.services import auth, monitor, reports, settings_store
-from tests.pages.conftest import gone, notified, see, signed_up
+from backend.models.audit import AuditEvent
+from backend.services import audit, auth, monitor, reports, settings_store, users
+from tests.conftest import TEST_PASSWORD
+from tests.pages.conftest import gone, notified, see, sign_in, signed_up
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -121,27 +127,91 @@ async def test_usage_by_user_and_model_with_a_chart_and_csv(user: User) -> None:
     assert {r["key"] for r in table.rows} == {"acme/one", "acme/two"}
 
 
-async def test_system_tab_shows_the_machine(user: User) -> None:
+async def test_system_tab_shows_the_machine(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monitor, "gpus", lambda: [])  # whatever this machine has
     await signed_up(user, "root")
     with session_scope() as session:
         monitor.take_sample(session)
     await user.open("/admin?tab=system")
     await see(user, "Portal process")
-    await see(user, marker="no-gpu")  # this machine has none
+    await see(user, marker="no-gpu")
     await see(user, marker="system-history")
     await see(user, "No training job is running.")
 
 
+GPUS = [{"index": 0, "name": "NVIDIA H200", "utilization_percent": 42.0, "memory_used": 70 * 2**30,
+         "memory_total": 140 * 2**30, "memory_percent": 50.0, "temperature_c": 55.0},
+        {"index": 1, "name": "NVIDIA H100", "utilization_percent": None, "memory_used": 14 * 2**30,
+         "memory_total": 140 * 2**30, "memory_percent": 10.0, "temperature_c": None}]
+
+
+async def test_system_tab_shows_each_gpu_and_reads_the_history_once_a_minute(
+        user: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = {"now": 0, "history": 0}
+    snapshot, history = monitor.snapshot, monitor.history
+
+    def counted(name: str, read: Callable[..., Any]) -> Callable[..., Any]:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            reads[name] += 1
+            return read(*args, **kwargs)
+        return counting
+
+    monkeypatch.setattr(monitor, "gpus", lambda: GPUS)
+    monkeypatch.setattr(monitor, "snapshot", counted("now", snapshot))
+    monkeypatch.setattr(monitor, "history", counted("history", history))
+    monkeypatch.setattr(admin_page, "LIVE_SECONDS", 0.05)
+    await signed_up(user, "root")
+    await user.open("/admin?tab=system")
+    await see(user, "GPU 0 · NVIDIA H200")
+    await see(user, content="memory 70.0 GiB / 140.0 GiB, 55 °C")
+    await see(user, "GPU 1 · NVIDIA H100")
+    await see(user, content="memory 14.0 GiB / 140.0 GiB, –")
+    await user.should_not_see(marker="no-gpu")
+    await until(lambda: reads["now"] >= 5)  # the figures now, again and again
+    assert reads["history"] == 1  # the 24-hour chart: once, until a minute has passed
+
+
 async def test_audit_tab_filters_and_pages(user: User) -> None:
     await signed_up(user, "root")
+    with session_scope() as session:
+        for n in range(30):
+            audit.record(session, action="dataset.create", username="bob", target=f"dataset:{n}")
+        audit.record(session, action="job.create", username="bob", target="job:old")
+        session.commit()
+        session.exec(update(AuditEvent).where(col(AuditEvent.target) == "job:old").values(  # type: ignore[call-overload]
+            time=datetime.now(UTC) - timedelta(days=10)))
+        session.commit()
     await user.open("/admin?tab=audit")
     await see(user, marker="audit-table")
     table = user.find(marker="audit-table").elements.pop()
     await until(lambda: bool(table.rows))
-    assert {r["action"] for r in table.rows} >= {"auth.register", "auth.login"}
+    await see(user, "1–25 of 32")  # the last 7 days: not the old job
+    prev, next_ = user.find(marker="audit-prev").elements.pop(), user.find(marker="audit-next").elements.pop()
+    assert (prev.enabled, next_.enabled) == (False, True)
+    user.find(marker="audit-next").click()
+    await see(user, "26–32 of 32")
+    assert (prev.enabled, next_.enabled) == (True, False)
+    assert [r["target"] for r in table.rows][:5] == [f"dataset:{n}" for n in (4, 3, 2, 1, 0)]  # then root's two
+    user.find(marker="audit-prev").click()
+    await see(user, "1–25 of 32")
+
+    user.find(marker="audit-period").elements.pop().set_value("all")
+    await see(user, "1–25 of 33")
+    user.find(marker="audit-user").type("root")
+    await see(user, "1–2 of 2")
+    assert [(r["user"], r["action"]) for r in table.rows] == [("root", "auth.login"), ("root", "auth.register")]
+    user.find(marker="audit-user").clear().type("bob")
+    user.find(marker="audit-action").elements.pop().set_value("job.create")
+    await see(user, "1–1 of 1")
+    assert [r["target"] for r in table.rows] == ["job:old"]
+    user.find(marker="audit-period").elements.pop().set_value("30d")
+    await see(user, "1–1 of 1")
+    user.find(marker="audit-period").elements.pop().set_value("1d")
+    await see(user, "0 of 0")
+    user.find(marker="audit-action").elements.pop().set_value(None)
+    user.find(marker="audit-user").clear()
     user.find(marker="audit-search").type("register")
     await until(lambda: {r["action"] for r in table.rows} == {"auth.register"})
-    assert {r["action"] for r in table.rows} == {"auth.register"}
     await see(user, "1–1 of 1")
     user.find(marker="audit-csv").click()
     exported = (await user.download.next(timeout=5)).text
@@ -172,6 +242,12 @@ async def test_settings_close_registration_and_raise_an_alert_banner(user: User,
     visitor = create_user()
     await visitor.open("/register")
     await see(visitor, "Registration is closed")
+    with session_scope() as session:
+        root = auth.get_user_by_name(session, "root")
+        users.create_user(session, actor=root, username="bob", password=TEST_PASSWORD)  # type: ignore[arg-type]
+    await sign_in(visitor, "bob")
+    await see(visitor, "Welcome, bob")
+    await visitor.should_not_see(marker="alert-banner")  # administrators only, on every page
 
 
 async def test_the_profile_shows_what_is_left_of_the_quota(user: User) -> None:
