@@ -1,4 +1,4 @@
-"""`/api/v1/auth/*` and `/api/v1/users/me`."""
+"""`/api/v1/auth/*` and `/api/v1/users/me` (with `/limits`: your quota, as the profile shows it)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request, Response, status
 
 from backend.api.deps import ClientIp, CurrentUser, PrincipalDep, SessionDep
 from backend.config import get_settings
+from backend.models.admin import QuotaStatus
 from backend.models.auth import ApiTokenCreate, ApiTokenCreated, ApiTokenPublic, RefreshRequest, TokenPair
 from backend.models.user import Credentials, PasswordChange, ProfileUpdate, UserPublic
-from backend.services import auth, users
+from backend.services import auth, limits, users
 
 router = APIRouter(tags=["auth"])
 
@@ -64,6 +65,13 @@ def logout(principal: PrincipalDep, session: SessionDep, ip: ClientIp) -> Respon
 @router.get("/users/me", response_model=UserPublic)
 def me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
+
+
+@router.get("/users/me/limits", response_model=QuotaStatus)
+def my_limits(user: CurrentUser, session: SessionDep) -> QuotaStatus:
+    """Your request rate a minute and daily token quota (0: none), the tokens used today and left, and when the
+    day resets (UTC midnight): what the profile page shows."""
+    return limits.quota_status(session, user=user)
 
 
 @router.patch("/users/me", response_model=UserPublic)

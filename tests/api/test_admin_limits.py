@@ -99,6 +99,11 @@ async def test_the_daily_token_quota_on_the_gateway(client, root, bob, openai_up
     assert gateway(client, root).status_code == 200  # the others are not limited
     limits = client.get(f"/api/v1/admin/users/{bob_id(client, root)}/limits", headers=root).json()
     assert (limits["used_today"], limits["remaining_today"]) == (200, 0)
+    mine = client.get("/api/v1/users/me/limits", headers=bob).json()  # what bob's profile shows him
+    assert mine == limits and (mine["daily_token_quota"], mine["rate_limit_per_minute"]) == (150, 0)
+    assert datetime.fromisoformat(mine["resets_at"].replace("Z", "+00:00")) == datetime.combine(
+        datetime.now(UTC).date() + timedelta(days=1), datetime.min.time(), UTC)
+    assert client.get("/api/v1/users/me/limits").status_code == 401
     # Raising the quota applies at once: the cache is cleared.
     client.patch(f"/api/v1/admin/users/{bob_id(client, root)}", headers=root, json={"daily_token_quota": 1000})
     assert gateway(client, bob).status_code == 200
