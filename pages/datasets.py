@@ -13,7 +13,7 @@ from nicegui import APIRouter, app, ui
 from backend.config import get_settings
 from backend.errors import DomainError
 from backend.i18n import N_
-from backend.models.dataset import DatasetPublic
+from backend.models.dataset import DatasetPublic, VersionPublic
 from backend.models.user import Role, User
 from backend.services import auth, dataset_tokens, datasets, uploads
 from backend.services.dataset_formats import FORMATS, Report
@@ -152,10 +152,12 @@ class UploadFlow:
             self._save_form(report)
 
     def _mapping_inputs(self, report: Report) -> None:
-        columns = next((str(e.params.get("columns", "")).split(", ") for e in report.errors[:1] if e.line == 1
-                        and "columns" in e.params), None)
+        """For CSV, always: the columns as guessed (or as the user mapped them), to be changed at will."""
+        columns = report.columns
         if report.format != "csv" or not columns:
             return
+        if not self.mapping:
+            self.mapping = dict(report.mapping)
         ui.label(_("Which column holds what?")).classes("text-subtitle2")
         with ui.row().classes("w-full gap-2"):
             for target in ("instruction", "input", "output", "system", "text"):
@@ -311,6 +313,7 @@ class DatasetDetail:
             ui.label(_("{rows} rows · {format} · by {owner}", rows=f"{data.rows:,}", format=_format_label(data.format),
                        owner=data.owner)).classes("text-secondary")
             ui.space()
+            self.mine = mine
             if mine:
                 ui.switch(_("Shared with everyone"), value=data.shared, on_change=self._share).mark("share")
                 toggle = ui.button(_("New version"), icon="upload").props("outline").mark("new-version")
@@ -334,37 +337,53 @@ class DatasetDetail:
                                                     value=data.version, on_change=self._version_changed).props(
                         "dense outlined").classes("w-40").mark("preview-version")
                     ui.space()
+                    if mine:
+                        self.dedupe_button = ui.button(_("Remove repeated rows"), icon="filter_alt",
+                                                       on_click=self._remove_duplicates).props(
+                            "outline dense no-caps").mark("remove-duplicates")
+                        self._show_dedupe()
                     self.pager = ui.pagination(1, max(1, -(-data.rows // PAGE_SIZE)), direction_links=True,
                                                on_change=self._page_changed).props(
                         "max-pages=5 boundary-numbers").classes("lp-pager")
                 self.rows_box = ui.column().classes("w-full gap-2")
             with ui.tab_panel(stats_tab).classes("p-0 gap-3"):
                 self.stats_box = ui.column().classes("w-full gap-3")
-                self._show_stats(data.versions[0] if data.versions else None)
-                with ui.row().classes("w-full items-center gap-2"):
+                self._show_stats(self._selected())
+                with ui.row().classes("w-full items-center gap-2") as count_row:
                     self.tokenizer = ui.input(_("Base model for exact token counts"),
                                               placeholder=_("a local model directory or a cached model id")).props(
                         "outlined dense").classes("grow max-w-xl").mark("tokenizer")
                     self.count_button = ui.button(_("Count tokens"), icon="calculate", on_click=self._count).props(
                         "outline").mark("count-tokens")
+                count_row.set_visibility(mine)  # the counts are stored with the version: the owner's to change
             with ui.tab_panel(versions_tab).classes("p-0 gap-3"):
                 self._versions_table(data)
         self._show_rows()
 
-    def _show_stats(self, latest: Any) -> None:
+    def _selected(self) -> VersionPublic | None:
+        """The version chosen above the rows (the latest until another is chosen)."""
+        versions = self.data.versions or []
+        return next((v for v in versions if v.version == self.version), versions[0] if versions else None)
+
+    def _show_stats(self, shown: VersionPublic | None) -> None:
         self.stats_box.clear()
-        if latest is None:
+        if shown is None:
             return
         with self.stats_box:
-            stats_grid(latest.stats)
-            if latest.stats.get("tokenizer"):
-                ui.label(_("Tokens counted with the tokenizer of {model}", model=latest.stats["tokenizer"])).classes(
+            ui.label(_("Version {n}", n=shown.version)).classes("text-subtitle2").mark("stats-version")
+            stats_grid(shown.stats)
+            if shown.stats.get("tokenizer"):
+                ui.label(_("Tokens counted with the tokenizer of {model}", model=shown.stats["tokenizer"])).classes(
                     "text-caption text-secondary")
-            if latest.validation_ratio:
+            if shown.validation_ratio:
                 ui.label(_("Split: {train} rows for training, {validation} held out for validation",
-                           train=f"{latest.rows - latest.validation_rows:,}",
-                           validation=f"{latest.validation_rows:,}")).classes("text-body2")
-            histogram_chart(latest.stats.get("histogram", {}))
+                           train=f"{shown.rows - shown.validation_rows:,}",
+                           validation=f"{shown.validation_rows:,}")).classes("text-body2")
+            histogram_chart(shown.stats.get("histogram", {}), estimated=shown.stats.get("tokens_estimated", True))
+
+    def _show_dedupe(self) -> None:
+        shown = self._selected()
+        self.dedupe_button.set_visibility(bool(shown and shown.stats.get("duplicates")))
 
     async def _count(self) -> None:
         model = (self.tokenizer.value or "").strip()
@@ -373,14 +392,15 @@ class DatasetDetail:
             return
         self.count_button.props("loading")
         try:
-            await call(dataset_tokens.count_tokens, user=self.user, dataset_id=self.dataset_id, base_model=model)
-            data = await call(self._load)
+            await call(dataset_tokens.count_tokens, user=self.user, dataset_id=self.dataset_id, base_model=model,
+                       version=self.version)
+            self.data = await call(self._load)
         except DomainError as error:
             show_error(error)
             return
         finally:
             self.count_button.props(remove="loading")
-        self._show_stats(data.versions[0] if data.versions else None)
+        self._show_stats(self._selected())
 
     def _versions_table(self, data: DatasetPublic) -> None:
         versions = data.versions or []
@@ -416,7 +436,39 @@ class DatasetDetail:
         self.version = event.value
         self.page = 1
         self.pager.set_value(1)
+        self._show_stats(self._selected())  # statistics, counting and editing follow the version chosen
+        if self.mine:
+            self._show_dedupe()
         await self._show_rows_async()
+
+    async def _remove_duplicates(self) -> None:
+        shown = self._selected()
+        if shown is None:
+            return
+        if not await confirm(_("Save a new version without the {n} repeated rows of version {version}? Version "
+                               "{version} stays as it is.", n=f"{shown.stats.get('duplicates', 0):,}",
+                               version=shown.version), ok=_("Remove repeated rows")):
+            return
+        await self._edit(shown.version, dedupe=True)
+
+    async def _remove_row(self, index: int) -> None:
+        shown = self._selected()
+        if shown is None:
+            return
+        if not await confirm(_("Save a new version without row {n} of version {version}? Version {version} stays "
+                               "as it is.", n=index + 1, version=shown.version), ok=_("Remove this row")):
+            return
+        await self._edit(shown.version, remove_rows=[index])
+
+    async def _edit(self, from_version: int, *, remove_rows: list[int] | None = None, dedupe: bool = False) -> None:
+        try:
+            version, _report = await call(datasets.edit_version, user=self.user, dataset_id=self.dataset_id,
+                                          from_version=from_version, remove_rows=remove_rows or [], dedupe=dedupe)
+        except DomainError as error:
+            show_error(error)
+            return
+        ui.notify(_("Saved as version {n}", n=version.version), type="positive", position="top")
+        ui.navigate.reload()
 
     async def _page_changed(self, event: Any) -> None:
         self.page = event.value or 1
@@ -444,7 +496,8 @@ class DatasetDetail:
     def _rows(self, rows: list[dict[str, Any]]) -> None:
         self.rows_box.clear()
         with self.rows_box:
-            conversation_preview(rows, first_index=(self.page - 1) * PAGE_SIZE)
+            conversation_preview(rows, first_index=(self.page - 1) * PAGE_SIZE,
+                                 on_remove=self._remove_row if self.mine else None)
 
     async def _share(self, event: Any) -> None:
         try:

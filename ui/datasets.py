@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from nicegui import ui
@@ -33,13 +34,14 @@ def stats_grid(stats: dict[str, Any]) -> None:
                 ui.label(label).classes("text-caption text-secondary")
 
 
-def histogram_chart(histogram: dict[str, Any]) -> None:
-    """Rows by estimated length in tokens."""
+def histogram_chart(histogram: dict[str, Any], *, estimated: bool = True) -> None:
+    """Rows by length in tokens (estimated, or counted by a tokenizer)."""
     edges, counts = histogram.get("edges") or [], histogram.get("counts") or []
     if not counts:
         return
     labels = [f"<{edges[0]}"] + [f"{a}–{b}" for a, b in itertools.pairwise(edges)] + [f"≥{edges[-1]}"]
-    ui.label(_("Rows by length (tokens, estimated)")).classes("text-subtitle2")
+    ui.label(_("Rows by length (tokens, estimated)") if estimated else _("Rows by length (tokens)")).classes(
+        "text-subtitle2").mark("histogram-title")
     ui.echart({
         "animation": False,
         "grid": {"left": 56, "right": 16, "top": 16, "bottom": 56},
@@ -50,14 +52,23 @@ def histogram_chart(histogram: dict[str, Any]) -> None:
     }).classes("w-full h-64").mark("histogram")
 
 
-def conversation_preview(rows: list[dict[str, Any]], *, first_index: int = 0) -> None:
-    """Rows as a reader would see them: conversations with their roles, or plain documents."""
+def conversation_preview(rows: list[dict[str, Any]], *, first_index: int = 0,
+                         on_remove: Callable[[int], Any] | None = None) -> None:
+    """Rows as a reader would see them: conversations with their roles, or plain documents. With `on_remove`, each
+    row has a button that calls it with the row's index (from 0)."""
     if not rows:
         ui.label(_("No rows.")).classes("text-secondary")
         return
     for offset, row in enumerate(rows):
+        index = first_index + offset
         with ui.card().classes("w-full gap-1 lp-row-card").mark("preview-row"):
-            ui.label(_("Row {n}", n=first_index + offset + 1)).classes("text-caption text-secondary")
+            with ui.row().classes("w-full items-center no-wrap gap-1"):
+                ui.label(_("Row {n}", n=index + 1)).classes("text-caption text-secondary")
+                if on_remove is not None:
+                    ui.space()
+                    remove = ui.button(icon="delete_outline", on_click=lambda i=index: on_remove(i)).props(
+                        "flat dense round size=sm").mark("remove-row", f"remove-row-{index}")
+                    remove.tooltip(_("Remove this row"))
             if "text" in row:
                 _text(row["text"])
                 continue

@@ -550,6 +550,8 @@ class Report:
     sha256: str = ""
     size: int = 0  # bytes written
     preview: list[dict[str, Any]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # CSV: the header's column names
+    mapping: dict[str, str] = field(default_factory=dict)  # CSV: field → column, as given or guessed
 
     @property
     def rows(self) -> int:
@@ -587,6 +589,8 @@ def _read(path: Path, *, filename: str | None, format: str | None, mapping: dict
     chosen = format if format in NORMALIZERS else None
     histogram, edges = stats.histogram, HISTOGRAM_EDGES
     dumps = orjson.dumps
+    columns: list[str] = []
+    used: dict[str, str] = {}
 
     with open_binary(path) as file:
         records = {"jsonl": _json_lines, "json": _json_array, "csv": _csv_rows, "text": _text_blocks}[container](file)
@@ -599,11 +603,13 @@ def _read(path: Path, *, filename: str | None, format: str | None, mapping: dict
             if header is None:
                 broken = _damage_errors(damaged)
                 return Report(format="csv", container=container, stats=stats, errors=broken, error_count=len(broken))
+            columns = list(header[1])
             try:
-                normalize = _csv_normalizer(csv_mapping(header[1], mapping))
+                used = csv_mapping(columns, mapping)
             except RowError as problem:
-                return Report(format="csv", container=container, stats=stats, error_count=1,
+                return Report(format="csv", container=container, stats=stats, error_count=1, columns=columns,
                               errors=[LineError(1, problem.message_id, problem.params)])
+            normalize = _csv_normalizer(used)
             chosen = "csv"
         elif container == "text":
             normalize, chosen = normalize_text, "text"
@@ -665,4 +671,5 @@ def _read(path: Path, *, filename: str | None, format: str | None, mapping: dict
         error_count += len(broken)
     stats.duplicates = count_duplicates(fingerprints)
     return Report(format=chosen or format or "openai", container=container, stats=stats, errors=errors,
-                  error_count=error_count, sha256=digest.hexdigest(), size=size, preview=preview)
+                  error_count=error_count, sha256=digest.hexdigest(), size=size, preview=preview, columns=columns,
+                  mapping=used)

@@ -83,6 +83,25 @@ async def test_a_file_with_no_usable_row_cannot_be_saved_and_csv_columns_can_be_
     await see(user, marker="save-dataset")
 
 
+async def test_csv_columns_can_be_changed_even_when_guessed(user: User) -> None:
+    await signed_up(user, "alice")
+    await user.open("/datasets")
+    user.find(marker="new-dataset").click()
+    upload_id = finished_upload("alice", b"question,answer,better_answer\nhello,hi,good day\n", "pairs.csv")
+    uploaded(user, upload_id, "pairs.csv")
+    await see(user, "1 good rows, 0 bad")
+    await see(user, "Which column holds what?")  # shown though the guess worked
+    assert next(iter(user.find(marker="map-instruction").elements)).value == "question"
+    output = next(iter(user.find(marker="map-output").elements))
+    assert output.value == "answer"
+    output.set_value("better_answer")
+    user.find(marker="check-again").click()
+    await see(user, "good day")
+    user.find(marker="save-dataset").click()
+    await see(user, "1 rows · CSV · by alice")
+    await see(user, "good day")
+
+
 async def test_preview_pages_versions_and_deletion(user: User) -> None:
     await signed_up(user, "alice")
     await user.open("/datasets")
@@ -115,6 +134,42 @@ async def test_preview_pages_versions_and_deletion(user: User) -> None:
     await see(user, f"Delete {dataset.name} with all its versions?")
     user.find(marker="confirm-ok").click()
     await see(user, "No datasets yet.")
+
+
+async def test_rows_removed_into_a_new_version(user: User) -> None:
+    await signed_up(user, "alice")
+    with session_scope() as session:
+        path = uploads.uploads_dir() / "x.jsonl"
+        path.write_bytes(rows(6) + rows(2))  # the last two repeat the first two
+        dataset, _, _ = datasets.create_dataset(session, user=account("alice"), name="qa", source=path,
+                                                source_name="x.jsonl")
+        dataset_id = dataset.id
+    await user.open(f"/datasets/{dataset_id}")
+    await see(user, "8 rows · Alpaca · by alice")
+    user.find(marker="remove-duplicates").click()
+    await see(user, "Save a new version without the 2 repeated rows of version 1? Version 1 stays as it is.")
+    user.find(marker="confirm-ok").click()
+    await see(user, "6 rows · Alpaca · by alice")
+    await user.should_not_see(marker="remove-duplicates")  # version 2 has none
+    user.find(marker="remove-row-0").click()
+    await see(user, "Save a new version without row 1 of version 2? Version 2 stays as it is.")
+    user.find(marker="confirm-ok").click()
+    await see(user, "5 rows · Alpaca · by alice")
+    table = next(iter(user.find(marker="versions").elements))
+    assert [(r["version"], r["rows"], r["change"]) for r in table.rows] == [(3, "5", "-1"), (2, "6", "-2"),
+                                                                           (1, "8", "")]
+    with session_scope() as session:
+        stored = {v.version: v for v in session.exec(select(DatasetVersion)).all()}
+    assert (stored[1].rows, stored[2].rows, stored[3].rows) == (8, 6, 5)
+    assert len(datasets.version_file(stored[1]).read_bytes().splitlines()) == 8  # the first as it was
+    with session_scope() as session:
+        _, shown = datasets.preview(session, user=account("alice"), dataset_id=dataset_id, limit=10)
+    assert [r["messages"][0]["content"] for r in shown] == [f"Question {i}" for i in range(1, 6)]
+
+    # the statistics follow the version chosen above the rows
+    next(iter(user.find(marker="preview-version").elements)).set_value(1)
+    await see(user, "Version 1", marker="stats-version")
+    await see(user, marker="remove-duplicates")  # version 1 has repeats
 
 
 async def test_others_see_shared_datasets_only(user: User, create_user) -> None:
@@ -156,3 +211,5 @@ async def test_exact_token_counts_on_the_statistics_tab(user: User, tmp_path) ->
     user.find(marker="count-tokens").click()
     await see(user, f"Tokens counted with the tokenizer of {model}")
     await user.should_not_see("Tokens (estimated)")
+    await see(user, "Rows by length (tokens)")
+    await user.should_not_see("Rows by length (tokens, estimated)")
