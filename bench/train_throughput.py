@@ -8,13 +8,18 @@ The model is built from its config with random weights (nothing is downloaded): 
 the weights. Lengths are log-normal (median `--median`, up to `--max-length`). Every variant trains LoRA (rank 16 on
 every linear layer) with the same optimizer, `--batch-size` rows of at most `--max-length` tokens a step:
 
-- `packed`: the default recipe (jobs.recipes: best-fit-decreasing bins, one flattened row a batch, no padding);
+- `packed`: the default recipe (jobs.recipes: best-fit-decreasing bins of at most max_length tokens, a row per bin
+  with its tail padded as a sequence of its own under sdpa; one flattened row a batch under flash-attn);
 - `padded-max`: the plain way, every sample padded to max_length (`padding="max_length"`) with an attention mask;
 - `padded-longest`: padded to the longest sample of each batch (dynamic padding), a stronger baseline.
 
-Tokens/s counts real tokens only (no padding). Model FLOPs utilisation counts the useful work per sample,
-6·N·len + 6·L·d·len² (causal attention), against the device's peak (`--peak-tflops`, or the known bf16 dense peak
-of an H100/H200/A100; none on a CPU, where MFU is left out). Results go to bench/results/train_throughput.{json,md}.
+Tokens/s counts real tokens only (no padding). Model FLOPs count the useful work of LoRA per real token: 2·N
+forward and 2·N for the activations' gradients through the frozen weights (they get no weight gradients), 6 per
+adapter parameter, and 6·L·d·len for causal attention over the token's own sample (its forward and both backward
+products); not the 6·N of a full fine-tune, which would overstate LoRA's work by half. MFU is that against the
+device's peak (`--peak-tflops`, or the known bf16 dense peak of an H100/H200/A100; none on a CPU, where MFU is left
+out). The attention implementation the models ran with is recorded. Results go to
+bench/results/train_throughput.{json,md}.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from transformers import PrinterCallback, Qwen2Config, Qwen2ForCausalLM, Trainer
 
 from backend.services.training import default_params  # noqa: E402
 from jobs.recipes import lora  # noqa: E402
-from jobs.recipes.base import attention_implementation  # noqa: E402
+from jobs.recipes.base import trainable_parameters  # noqa: E402
 from jobs.recipes.collate import PackedCollator, PaddedCollator  # noqa: E402
 from jobs.recipes.data import Example, pack  # noqa: E402
 from jobs.recipes.train import RunSpec, precision, training_arguments  # noqa: E402
@@ -108,13 +113,18 @@ class Counting:
 
     def __call__(self, features: list[Any]) -> dict[str, torch.Tensor]:
         batch = self.collator(features)
-        real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+        real = sum(sum(f["attention_mask"]) if "attention_mask" in f else len(f["input_ids"]) for f in features)
         self.counts.append(real)
         return batch
 
 
-def useful_flops(sizes: list[int], *, parameters: int, layers: int, hidden: int) -> float:
-    return sum(6 * parameters * n + 6 * layers * hidden * n * n for n in sizes)
+def lora_flops_per_token(sizes: list[int], *, frozen: int, trainable: int, layers: int, hidden: int) -> float:
+    """Useful FLOPs per real token of a LoRA step, averaged over the samples: 4 per frozen weight (forward, and the
+    gradient of the activations; no weight gradient), 6 per adapter weight, 6·L·d·len for causal attention over the
+    token's own sample (QKᵀ and AV forward, twice that backward, half the square: causal)."""
+    mean_sq = sum(n * n for n in sizes) / len(sizes)
+    mean = sum(sizes) / len(sizes)
+    return 4 * frozen + 6 * trainable + 6 * layers * hidden * mean_sq / mean
 
 
 def run_variant(name: str, model_dir: Path, examples: list[Example], args: argparse.Namespace,
@@ -122,11 +132,13 @@ def run_variant(name: str, model_dir: Path, examples: list[Example], args: argpa
     torch.manual_seed(0)
     dtype, bf16 = precision()
     model = lora.prepare(model_dir, params, dtype=dtype)
+    attention = str(model.config._attn_implementation)
+    trainable, total = trainable_parameters(model)
     max_length = args.max_length
     dataset: list[Any]
     if name == "packed":
         dataset = pack(examples, capacity=max_length)
-        collator: Any = PackedCollator()
+        collator: Any = PackedCollator(pad_token_id=PAD, flatten=attention == "flash_attention_2")
     elif name == "padded-max":
         dataset = [{"input_ids": e.input_ids + [PAD] * (max_length - len(e)),
                     "labels": e.labels + [-100] * (max_length - len(e)),
@@ -155,8 +167,10 @@ def run_variant(name: str, model_dir: Path, examples: list[Example], args: argpa
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return {"variant": name, "batches": len(dataset), "timed_steps": timer.steps, "seconds": seconds,
-            "tokens": tokens, "tokens_per_s": tokens / seconds if seconds else 0.0}
+    return {"variant": name, "attention": attention, "rows_per_step": 1 if getattr(collator, "flatten", False)
+            else args.batch_size, "batches": len(dataset), "timed_steps": timer.steps, "seconds": seconds,
+            "tokens": tokens, "tokens_per_s": tokens / seconds if seconds else 0.0,
+            "trainable_parameters": trainable, "frozen_parameters": total - trainable}
 
 
 def main() -> None:
@@ -203,11 +217,11 @@ def main() -> None:
         for tries in runs.values():
             result = max(tries, key=lambda r: r["tokens_per_s"])
             result["all_tokens_per_s"] = [round(r["tokens_per_s"], 1) for r in tries]
-            # Useful FLOPs: each timed real token does 6·N plus its share of causal attention, measured on the mean
-            # sample length (the same samples feed every variant).
-            mean_sq = sum(n * n for n in sizes) / len(sizes)
-            mean = sum(sizes) / len(sizes)
-            flops_per_token = 6 * parameters + 6 * config.num_hidden_layers * config.hidden_size * mean_sq / mean
+            # Useful FLOPs per real token (the same samples feed every variant): see lora_flops_per_token.
+            flops_per_token = lora_flops_per_token(sizes, frozen=result["frozen_parameters"],
+                                                   trainable=result["trainable_parameters"],
+                                                   layers=config.num_hidden_layers, hidden=config.hidden_size)
+            result["flops_per_token"] = flops_per_token
             result["model_tflops"] = result["tokens_per_s"] * flops_per_token / 1e12
             result["mfu"] = result["model_tflops"] / peak if peak else None
             results.append(result)
@@ -219,7 +233,8 @@ def main() -> None:
     report = {
         "bench": "train_throughput", "config": args.config, "parameters": parameters, "device": device,
         "torch": torch.__version__, "dtype": str(precision()[0]), "peak_tflops": peak,
-        "attention": attention_implementation(), "repeats": args.repeats,
+        "attention": sorted({r["attention"] for r in results}), "repeats": args.repeats,
+        "flops": "LoRA: 4·N frozen + 6·N adapter + 6·L·d·len attention, per real token",
         "lengths": {"distribution": "log-normal, sigma 0.8", "median": args.median, "max": args.max_length,
                     "mean": sum(sizes) / len(sizes), "samples": len(sizes)},
         "batch_size": args.batch_size, "grad_accum": args.grad_accum, "timed_steps": args.steps,
@@ -227,6 +242,9 @@ def main() -> None:
         "command": "python bench/train_throughput.py " + " ".join(sys.argv[1:]),
         "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    packed_run = next((r for r in results if r["variant"] == "packed"), None)
+    packed_layout = ("one flattened row a step" if packed_run and packed_run["rows_per_step"] == 1
+                     else f"{args.batch_size} rows of one bin each")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Training throughput ({args.config}, {device})", "",
@@ -234,7 +252,9 @@ def main() -> None:
              f"{params['lora_rank']} on every linear layer; lengths log-normal, median {args.median}, max "
              f"{args.max_length} (mean {report['lengths']['mean']:.0f}); {args.batch_size} rows of at most "
              f"{args.max_length} tokens a step; {args.steps} timed steps after {args.warmup} warm-up steps; attention "
-             f"{report['attention']}; best of {args.repeats} interleaved rounds (all rounds in the JSON).", "",
+             f"{', '.join(report['attention'])} (packed: {packed_layout}); model FLOPs per real token "
+             f"4·N frozen + 6·N adapter + 6·L·d·len (LoRA); best of {args.repeats} interleaved rounds (all rounds in "
+             "the JSON).", "",
              "| variant | real tokens/s | × padded-max | model TFLOP/s | MFU | every round |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
