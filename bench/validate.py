@@ -105,7 +105,7 @@ def main() -> None:
                 source = Path(tmp) / f"{kind}-{rows}.jsonl"
                 generate(source, rows, kind)
                 results.append({"format": kind, "rows": rows, "mb": round(source.stat().st_size / 1e6, 1),
-                                **run_one(source, rows)})
+                                **run_one(source, rows), "load_average": round(os.getloadavg()[0], 1)})
                 print(results[-1], flush=True)
                 source.unlink()
     small, large = min(args.sizes), max(args.sizes)
@@ -122,10 +122,10 @@ def main() -> None:
     lines = ["# dataset validation: rows per second, and memory against file size", "",
              f"Generated JSON lines; each (format, size) in a fresh process; {meta['machine']}, Python "
              f"{meta['python']}; {meta['date']}. Budget: ≥ 100,000 rows/s, memory independent of the file's size.",
-             "", "| format | rows | file MB | seconds | rows/s | peak RSS growth MB |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "", "| format | rows | file MB | seconds | rows/s | peak RSS growth MB | load average (1 min) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['format']} | {r['rows']:,} | {r['mb']} | {r['seconds']} | {r['rows_per_s']:,} | "
-              f"{r['peak_rss_growth_mb']} |" for r in results]
+              f"{r['peak_rss_growth_mb']} | {r['load_average']} |" for r in results]
     if per_row:
         lines += ["", f"Memory growth from {small:,} to {large:,} rows, per extra row (the duplicate fingerprints): "
                   + ", ".join(f"{k} {v} B" for k, v in per_row.items()) + "."]
