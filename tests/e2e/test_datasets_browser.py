@@ -1,8 +1,10 @@
 """Datasets in a real browser: a tus upload that loses its connection, survives a page reload and resumes from the
-server's offset; the check before saving; the dataset's page. Screenshots at desktop and phone width."""
+server's offset, is paused and resumed; the check before saving; the dataset's page. Screenshots at desktop and phone
+width."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import Any
 from tests.e2e.conftest import Portal
 from tests.e2e.helpers import VIEWPORTS, assert_screenshot, settle, signed_in_admin
 
-ROWS = 120_000  # about 9.5 MB: two PATCH requests of the page's 8 MB chunks
+ROWS = 120_000  # about 17 MB: three PATCH requests of the page's 8 MB chunks
+CHUNK = 8 * 1024 * 1024  # assets/upload.js
 
 
 def dataset_file(tmp_path: Path) -> Path:
@@ -26,6 +29,8 @@ def dataset_file(tmp_path: Path) -> Path:
 
 def test_upload_survives_a_lost_connection_and_a_reload(portal: Portal, browser: Any, screenshots_dir: Path,
                                                         tmp_path: Path) -> None:
+    from playwright.sync_api import Error as PlaywrightError
+
     path = dataset_file(tmp_path)
     shots = []
     with signed_in_admin(browser, portal, VIEWPORTS[0][1]) as page:
@@ -34,33 +39,64 @@ def test_upload_survives_a_lost_connection_and_a_reload(portal: Portal, browser:
         page.get_by_role("button", name="New dataset").click()
         page.get_by_text("Drop a file here, or click to choose one").wait_for()
 
-        patches: list[str] = []
+        patches: list[str] = []  # the Upload-Offset of every PATCH the page sends, in order
+        server_offsets: list[str] = []  # what the server answered to every HEAD
+        held: list[Any] = []  # a PATCH kept waiting, so that the page can be seen (and paused) mid-upload
         first_went_through = threading.Event()
+        mode = {"now": "cut"}
 
-        def cut_after_the_first_chunk(route: Any) -> None:
-            if route.request.method != "PATCH":
+        def network(route: Any) -> None:
+            method = route.request.method
+            if method == "HEAD":
+                response = route.fetch()
+                server_offsets.append(response.headers.get("upload-offset", ""))
+                route.fulfill(response=response)
+                return
+            if method != "PATCH":
                 route.continue_()
                 return
             patches.append(route.request.headers.get("upload-offset", ""))
-            if not first_went_through.is_set():
-                first_went_through.set()
-                route.continue_()
+            if mode["now"] == "cut":
+                if not first_went_through.is_set():
+                    first_went_through.set()
+                    route.continue_()
+                else:
+                    route.abort("connectionreset")  # the network goes away for good
+            elif mode["now"] == "hold":
+                mode["now"] = "pass"
+                held.append(route)
             else:
-                route.abort("connectionreset")  # the network goes away for good
+                route.continue_()
 
-        page.route("**/api/v1/uploads/*", cut_after_the_first_chunk)
+        page.route("**/api/v1/uploads/*", network)
         page.locator(".lp-file").set_input_files(str(path))
         page.get_by_text("Connection lost; trying again").wait_for()
         settle(page)
         shots.append(screenshots_dir / "datasets-upload-retrying-desktop.png")
         page.screenshot(path=str(shots[-1]))
-        page.unroute("**/api/v1/uploads/*")
+        assert patches[0] == "0" and set(patches[1:]) == {str(CHUNK)}  # the retries go on from the first chunk
 
         page.reload()  # the tab is closed and opened again: the same file, dropped again, goes on
+        mode["now"], patches[:], server_offsets[:] = "hold", [], []  # the route stays: it is the page's
         page.get_by_role("button", name="New dataset").click()
         page.locator(".lp-file").set_input_files(str(path))
+        page.get_by_text("Going on from where it stopped…").wait_for()
+        for _ in range(200):  # the held PATCH reaches the handler
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert server_offsets == [str(CHUNK)]  # the server kept the first chunk
+        assert patches == [str(CHUNK)]  # and the page asked for it, then went on from there, not from 0
+
+        page.get_by_role("button", name="Pause").click()
+        page.get_by_text("Paused ·", exact=False).wait_for()
+        with contextlib.suppress(PlaywrightError):  # the page gave it up; it never reaches the server
+            held.pop().abort()
+        page.get_by_role("button", name="Resume").click()
         page.get_by_text(f"{ROWS:,} good rows, 1 bad").wait_for(timeout=60_000)
-        assert patches[0] == "0"
+        assert server_offsets[-1] == str(CHUNK)  # after the pause, the page asked again where the server was
+        assert patches == [str(CHUNK), str(CHUNK), str(2 * CHUNK)]  # and went on from there to the end
+        page.unroute("**/api/v1/uploads/*")
         page.get_by_text("no assistant message to learn from", exact=False).first.wait_for()
         settle(page)
         shots.append(screenshots_dir / "datasets-check-desktop.png")
