@@ -29,7 +29,17 @@ MARKDOWN_EXTRAS = ["fenced-code-blocks", "tables", "strike", "cuddled-lists", "c
 # fetch a URL of its choosing), no styles, only the classes of code highlighting.
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
 ALLOWED_CLASSES = {"div": {"codehilite"}, "span": {c for c in STANDARD_TYPES.values() if c}}
-_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+_FENCE = re.compile(r"^[ \t]*```", re.MULTILINE)  # markdown2's code fences: backticks only
+# Lines that go on a list, a quotation or a table above them even after a blank line (markdown2 lets a table go on).
+_LINE_KINDS = (("list", re.compile(r"[ \t]*(?:[*+-]|\d+[.)])(?:[ \t]|$)")), ("quote", re.compile(r"[ \t]*>")),
+               ("table", re.compile(r"[ \t]*\|")))
+_FENCE_OPEN = re.compile(r"([ \t]*`{3,})[ \t]*[\w+-]*[ \t]*")  # as markdown2 reads one: the same marker closes it
+# Lines markdown2 may read across blank lines its own way: raw HTML (escaped, but its blocks are looked for first), a
+# setext underline right after a closing fence (the fence then becomes a heading).
+_RAW_HTML = re.compile(r"[ \t]*<[/!?a-zA-Z]")
+_UNDERLINE = re.compile(r"[ \t]*(=+|-+)[ \t]*")
+# A link reference definition changes links anywhere in the text, before it too.
+_LINK_DEFINITION = re.compile(r"^[ ]{0,3}\[[^\]\n]+\]:", re.MULTILINE)
 
 
 def render_markdown(text: str) -> str:
@@ -50,6 +60,93 @@ def render_stored_markdown(text: str) -> str:
     return render_markdown(text)
 
 
+class IncrementalMarkdown:
+    """`render_markdown` for a text that grows at its end (a streaming answer), in time proportional to what is new
+    rather than to the whole text.
+
+    The text is cut into top-level blocks at blank lines outside code fences, where nothing that follows can change
+    how the block above renders: the next line is complete, not indented, and does not go on a list, quotation or
+    table of the block above; the text has no link reference definition, and nothing that markdown2 reads its own
+    way across blank lines (raw HTML, a fence that is none). A finished block is rendered once; only the unfinished
+    rest is rendered again on each update. The blocks' HTML joined by newlines (`html`) is `render_markdown` of the
+    whole text (tests/unit/test_chat_widgets.py checks it on samples and random documents)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.text = ""
+        self.blocks: list[str] = []  # the HTML of the finished blocks
+        self.tail = ""  # the HTML of the rest, the block being written
+        self._done = 0  # where the rest begins in `text`
+        self._scanned = 0  # the start of the first line not looked at yet
+        self._fence: str | None = None  # the marker of the code block the scan is in
+        self._has_content = self._blank = self._indented = False
+        self._kinds: set[str] = set()  # of the block's lines: list, quote, table
+        self._closed = False  # the line before closed a code block
+        # A line markdown2 may read its own way (a fence that is none, raw HTML...): no more blocks, the rest is
+        # rendered whole.
+        self._odd = False
+        self._whole = False  # a link definition was seen: render the whole text every time
+
+    @property
+    def html(self) -> str:
+        return "\n".join([*self.blocks, self.tail])
+
+    def update(self, text: str) -> bool:
+        """Show `text`. Returns True when the finished blocks were dropped (the text changed other than at its end, or
+        a link definition appeared): whoever shows them must start over."""
+        restarted = not text.startswith(self.text[:self._done])
+        if restarted:
+            self.reset()
+        if not self._whole and _LINK_DEFINITION.search(text, self._done) is not None:
+            restarted = restarted or bool(self.blocks)
+            self.reset()
+            self._whole = True
+        self.text = text
+        if not self._whole:
+            self._scan()
+        self.tail = render_markdown(text[self._done:])
+        return restarted
+
+    def _scan(self) -> None:
+        text = self.text
+        while (end := text.find("\n", self._scanned)) >= 0:
+            start, self._scanned = self._scanned, end + 1
+            line = text[start:end]
+            closed, self._closed = self._closed, False
+            if self._fence is not None:  # inside a code block: only its closing line counts
+                if line.rstrip(" \t") == self._fence:
+                    self._fence, self._closed = None, True
+                elif _FENCE.match(line):
+                    self._odd = True
+                continue
+            if (closed and _UNDERLINE.fullmatch(line)) or _RAW_HTML.match(line):
+                self._odd = True
+            if not line.strip(" \t"):
+                # No block ends after indented code either: markdown2 may carry a quotation on across it.
+                self._blank = self._has_content and not self._indented
+            else:
+                kind = next((name for name, pattern in _LINE_KINDS if pattern.match(line)), None)
+                # After a blank line, a line that is not indented (a list item's paragraph, code) and does not go on
+                # a list, quotation or table of the block begins a new block.
+                if (self._blank and not self._odd and not line.startswith((" ", "\t"))
+                        and kind not in self._kinds):
+                    self.blocks.append(render_markdown(text[self._done:start]))
+                    self._done = start
+                    self._kinds = set()
+                if kind is not None:
+                    self._kinds.add(kind)
+                self._has_content, self._blank = True, False
+                self._indented = line.startswith(("    ", "\t"))
+                if _FENCE.match(line):
+                    opening = _FENCE_OPEN.fullmatch(line)
+                    if opening is None:  # not a fence markdown2 reads as such: leave this part whole
+                        self._odd = True
+                    else:
+                        self._fence = opening.group(1)
+
+
 @lru_cache(maxsize=1)
 def code_highlight_css() -> str:
     light = HtmlFormatter(nobackground=True).get_style_defs(".lp-markdown .codehilite")
@@ -57,9 +154,16 @@ def code_highlight_css() -> str:
     return light + dark
 
 
+# A streamed answer's Markdown is a row of parts (see MarkdownView): paragraphs keep their spacing across parts.
+PARTS_CSS = """
+.lp-markdown > div > p:last-child { margin-bottom: .6em; }
+.lp-markdown > div:last-child > p:last-child { margin-bottom: 0; }
+"""
+
+
 def use_chat_assets() -> None:
     """The page-wide pieces the chat widgets need: highlighting colours and the copy buttons of code blocks."""
-    ui.add_css(code_highlight_css())
+    ui.add_css(code_highlight_css() + PARTS_CSS)
     ui.add_head_html(f"<script>window.lpCopyLabel = {json.dumps(_('Copy'))};</script>"
                      '<script src="/assets/chat.js" defer></script>')
 
@@ -71,19 +175,22 @@ def copy_to_clipboard(text: str) -> None:
 
 
 class Throttle:
-    """Calls `flush` at most once per `interval`, however often it is poked; the last poke is never lost."""
+    """Calls `flush` at most once per `interval`, however often it is poked; the last poke is never lost.
+
+    A slow flush spaces the next one out by as long as it took: however long the text grows, flushing never takes
+    more than half of the event loop's time."""
 
     def __init__(self, flush: Callable[[], None], interval: float = RENDER_INTERVAL) -> None:
         self.flush = flush
         self.interval = interval
-        self._last = 0.0
+        self._next = 0.0  # the earliest time of the next flush
         self._handle: asyncio.TimerHandle | None = None
 
     def poke(self) -> None:
         if self._handle is not None:
             return  # a flush is due already and will show this change too
         loop = asyncio.get_running_loop()
-        wait = self._last + self.interval - loop.time()
+        wait = self._next - loop.time()
         if wait <= 0:
             self._run()
         else:
@@ -101,22 +208,70 @@ class Throttle:
 
     def _run(self) -> None:
         self._handle = None
-        self._last = asyncio.get_running_loop().time()
-        self.flush()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            self.flush()
+        finally:
+            ended = loop.time()
+            self._next = max(started + self.interval, ended + (ended - started))
 
 
-class MarkdownView(ui.html):
-    """Model output rendered on the server (sanitized there, not by the browser)."""
+class MarkdownView(ui.element):
+    """Model output rendered on the server (sanitized there, not by the browser).
+
+    A text shown as a whole (a stored answer) is one HTML element. A growing text (`show` while it streams) is
+    rendered incrementally (`IncrementalMarkdown`): an element per finished block, sent to the browser once, and
+    one for the block being written, the only one rendered and sent again on each update."""
 
     def __init__(self, text: str = "") -> None:
-        super().__init__(render_stored_markdown(text), sanitize=False)
+        super().__init__()
         self.classes("lp-markdown")
         self.text = text
+        self._markdown: IncrementalMarkdown | None = None  # once the text is shown growing
+        self._blocks: list[ui.html] = []
+        self._tail: ui.html | None = None
+        if text:
+            with self:
+                self._tail = ui.html(render_stored_markdown(text), sanitize=False)
+
+    @property
+    def content(self) -> str:
+        """The HTML shown, as one piece (as `ui.html` has it): `render_markdown(self.text)`."""
+        if self._markdown is not None:
+            return self._markdown.html
+        return self._tail.content if self._tail is not None else ""
 
     def show(self, text: str) -> None:
-        if text != self.text:
-            self.text = text
-            self.set_content(render_markdown(text))
+        if text == self.text:
+            return
+        self.text = text
+        if self._markdown is None:
+            self._markdown = IncrementalMarkdown()
+            self._clear()
+        if self._markdown.update(text):
+            self._clear()
+        self._draw()
+
+    def _clear(self) -> None:
+        self.clear()
+        self._blocks, self._tail = [], None
+
+    def _draw(self) -> None:
+        assert self._markdown is not None
+        for html in self._markdown.blocks[len(self._blocks):]:
+            if self._tail is not None:  # the block that was being written is finished
+                part, self._tail = self._tail, None
+                part.set_content(html)
+            else:
+                with self:
+                    part = ui.html(html, sanitize=False)
+            self._blocks.append(part)
+        if self._tail is None:
+            with self:
+                self._tail = ui.html(self._markdown.tail, sanitize=False)
+        else:
+            self._tail.set_content(self._markdown.tail)
 
 
 def tokens_per_second(output_tokens: int | None, ttft_ms: int | None, total_ms: int | None) -> float | None:
