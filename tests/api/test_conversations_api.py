@@ -91,22 +91,36 @@ def test_a_provider_error_is_stored_with_what_arrived(client, alice, openai_upst
     assert events[-1]["type"] == "error" and "refused the API key" in events[-1]["error"]
 
 
-def test_stop_keeps_what_came(client, alice, openai_upstream) -> None:
-    openai_upstream.script.set(reply(chunks=["word "] * 200, delay=0.02))
-    conversation = new_conversation(client, alice)
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "ollama"])
+def test_stop_keeps_what_came_and_ends_the_upstream_stream_at_once(client, kind, request) -> None:
+    upstream = request.getfixturevalue(f"{kind}_upstream")
+    register(client, "alice")
+    headers = bearer(login(client, "alice")["access_token"])
+    provider = client.post("/api/v1/providers", headers=headers, json={
+        "name": "up", "kind": kind, "base_url": upstream.base_url, "api_key": "test-key", "max_retries": 0}).json()
+    model = client.post(f"/api/v1/providers/{provider['id']}/sync", headers=headers).json()["models"][0]["id"]
+    upstream.script.set(reply(chunks=["word "] * 200, delay=0.05))  # 10 s to the end
+    conversation = new_conversation(client, headers, model=model)
     with client.stream("POST", f"/api/v1/conversations/{conversation['id']}/messages", json={"content": "go"},
-                       headers=alice) as response:
+                       headers=headers) as response:
         seen = 0
         for line in response.iter_lines():
             if '"type": "text"' in line:
                 seen += 1
             if seen == 3:
                 assert client.post(f"/api/v1/conversations/{conversation['id']}/stop",
-                                   headers=alice).json() == {"stopped": True}
+                                   headers=headers).json() == {"stopped": True}
+                sent_when_stopped = upstream.streams[-1].chunks
                 break
-    answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["messages"][1]
+    answer = client.get(f"/api/v1/conversations/{conversation['id']}", headers=headers).json()["messages"][1]
     assert answer["status"] == "cancelled"
     assert answer["content"].startswith("word word word") and len(answer["content"]) < 200 * 5
+    # The portal hung up on the upstream: it did not go on reading (nor leave the stream to run to its end).
+    stream = upstream.streams[-1]
+    deadline = time.monotonic() + 15
+    while stream.outcome is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stream.outcome == "abandoned" and stream.chunks <= sent_when_stopped + 2, stream
 
 
 def test_a_client_that_leaves_does_not_stop_the_answer(client, alice, openai_upstream) -> None:
@@ -124,6 +138,7 @@ def test_a_client_that_leaves_does_not_stop_the_answer(client, alice, openai_ups
             break
         time.sleep(0.05)
     assert answer["status"] == "done" and answer["content"] == "word " * 20
+    assert openai_upstream.streams[-1].outcome == "completed"  # read from the upstream to its end
 
 
 def test_conversations_are_private(client, alice, openai_upstream) -> None:

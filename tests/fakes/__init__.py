@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from .anthropic_server import FakeAnthropic
-from .base import FakeLLMServer
+from .base import FakeLLMServer, StreamRecord
 from .ollama_server import FakeOllama
 from .openai_server import FakeOpenAI
 from .scenario import (
@@ -69,6 +69,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Script",
+    "StreamRecord",
     "cut_after",
     "error",
     "error_after",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -33,9 +35,21 @@ def iso_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass
+class StreamRecord:
+    """One streamed answer as the fake sent it: how many chunks, when it ended (`time.monotonic()`) and how:
+    "completed", "error" (the scripted in-stream error was sent), "cut" (the script or the server's stopping dropped
+    the connection) or "abandoned" (the client went away, or stopped reading, before the end)."""
+
+    chunks: int = 0
+    ended: float | None = None
+    outcome: str | None = None  # None while it streams
+
+
 class FakeLLMServer(FakeServer):
     """Base of the fake provider servers. Attributes tests may change at any time: `api_key` (None: no auth check),
-    `models`, `strict_models` (unknown model → 404), `script`; read `requests` (every request received)."""
+    `models`, `strict_models` (unknown model → 404), `script`; read `requests` (every request received) and `streams`
+    (every streamed answer, with how and when it ended)."""
 
     chat_path = "/v1/chat/completions"
     stream_media_type = "text/event-stream"
@@ -56,6 +70,7 @@ class FakeLLMServer(FakeServer):
         self.strict_models = strict_models
         self.script = Script(default)
         self.requests: list[RecordedRequest] = []
+        self.streams: list[StreamRecord] = []
         self._ids = itertools.count(1)
         catch_all = Route("/{path:path}", self.unknown_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         super().__init__(Starlette(routes=[*self.routes(), catch_all]), **server_kw)
@@ -75,6 +90,7 @@ class FakeLLMServer(FakeServer):
     def reset(self) -> None:
         """Forget the received requests and the script (models and api_key stay)."""
         self.requests.clear()
+        self.streams.clear()
         self.script.clear()
 
     # -- for providers
@@ -167,26 +183,36 @@ class FakeLLMServer(FakeServer):
         return await self.complete(behaviour, rec)
 
     async def drive(self, reply: Reply, frames: Iterable[Frame]) -> AsyncIterator[bytes]:
-        sent = 0
-        broken = False
-        point = reply.break_point
-        for kind, data in frames:
-            if kind != "meta" and point is not None and not broken and (kind == "end" or sent >= point):
-                broken = True
-                if reply.cut_after is not None:
-                    raise CutConnection("cut_after")
-                if reply.hang_after is not None:
-                    await self.wait_stopping()
-                    raise CutConnection("hang_after: server stopping")
-                if reply.stream_error is not None:
-                    yield self.stream_error_frame(reply.stream_error)
-                    return
-            if kind == "chunk":
-                await self.sleep(reply.first_token_delay if sent == 0 else reply.delay)
-                sent += 1
-            elif self.is_stopping:
-                raise CutConnection("server stopping")
-            yield data
+        record = StreamRecord()
+        self.streams.append(record)
+        outcome = "abandoned"  # unless it gets to an end of its own: the client went away
+        try:
+            broken = False
+            point = reply.break_point
+            for kind, data in frames:
+                if kind != "meta" and point is not None and not broken and (kind == "end" or record.chunks >= point):
+                    broken = True
+                    if reply.cut_after is not None:
+                        raise CutConnection("cut_after")
+                    if reply.hang_after is not None:
+                        await self.wait_stopping()
+                        raise CutConnection("hang_after: server stopping")
+                    if reply.stream_error is not None:
+                        yield self.stream_error_frame(reply.stream_error)
+                        outcome = "error"
+                        return
+                if kind == "chunk":
+                    await self.sleep(reply.first_token_delay if record.chunks == 0 else reply.delay)
+                    record.chunks += 1
+                elif self.is_stopping:
+                    raise CutConnection("server stopping")
+                yield data
+            outcome = "completed"
+        except CutConnection:
+            outcome = "cut"
+            raise
+        finally:
+            record.ended, record.outcome = time.monotonic(), outcome
 
     async def complete(self, reply: Reply, rec: RecordedRequest) -> Response:
         if reply.hang_after is not None:
