@@ -29,7 +29,6 @@ from ui.widgets import confirm
 router = APIRouter()
 
 LAST_MODEL_KEY = "chat_model"  # in the user's storage: a new conversation starts with the model used last
-PARAM_LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
 
 
 @router.page("/chat")
@@ -417,14 +416,12 @@ class ChatView:
         dialog.delete()
         if not saved:
             return
-        new_params = {"temperature": temperature.value, "top_p": top_p.value,
-                      "max_tokens": int(max_tokens.value) if max_tokens.value else None}
-        new_params = {k: v for k, v in new_params.items() if v is not None}
-        for name, (low, high) in PARAM_LIMITS.items():
-            if name in new_params and not low <= new_params[name] <= high:
-                ui.notify(_("{name} must be between {low} and {high}", name=name, low=low, high=high),
-                          type="warning", position="top")
-                return
+        try:  # checked here too: a new conversation keeps them until its first message
+            new_params = chat.clean_params({"temperature": temperature.value, "top_p": top_p.value,
+                                            "max_tokens": max_tokens.value})
+        except DomainError as error:
+            show_error(error)
+            return
         text = (prompt.value or "").strip() or None
         if self.conversation_id is None:
             self.system_prompt, self.params = text, new_params

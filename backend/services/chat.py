@@ -38,17 +38,34 @@ log = logging.getLogger(__name__)
 DEFAULT_TITLE = "New chat"
 SAVE_INTERVAL = 2.0  # seconds between saves of a partial answer
 PARAMS = ("temperature", "top_p", "max_tokens")
+PARAM_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}  # max_tokens: a whole number of at least 1
 
 # --- conversations ----------------------------------------------------------------------------------------------
 
 
 def clean_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """A conversation's sampling parameters, checked (a model would refuse them only at the first message); None
+    leaves one to the model's default."""
     params = params or {}
     unknown = set(params) - set(PARAMS)
     if unknown:
         raise Invalid("Unknown parameters: {names}; known are {known}", names=", ".join(sorted(unknown)),
                       known=", ".join(PARAMS))
-    return {k: v for k, v in params.items() if v is not None}
+    cleaned: dict[str, Any] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if name in PARAM_RANGES:
+            low, high = PARAM_RANGES[name]
+            if not number or not low <= value <= high:  # NaN too
+                raise Invalid("{name} must be between {low} and {high}", name=name, low=low, high=high)
+        elif not number or (isinstance(value, float) and not value.is_integer()) or value < 1:
+            raise Invalid("{name} must be a whole number of at least 1", name=name)
+        else:
+            value = int(value)
+        cleaned[name] = value
+    return cleaned
 
 
 def create_conversation(session: Session, *, user: User, data: ConversationCreate) -> Conversation:

@@ -188,6 +188,26 @@ def test_bad_messages_are_refused(client, alice) -> None:
     assert client.post("/api/v1/conversations", json={"params": {"seed": 1}}, headers=alice).status_code == 400
 
 
+def test_bad_parameters_are_refused(client, alice) -> None:
+    conversation = new_conversation(client, alice, params={"temperature": 0.7, "top_p": 1, "max_tokens": 512.0})
+    good = {"temperature": 0.7, "top_p": 1, "max_tokens": 512}
+    assert conversation["params"] == good
+    for params, message in [
+        ({"temperature": "hot"}, "temperature must be between 0.0 and 2.0"),
+        ({"temperature": -0.1}, "temperature must be between 0.0 and 2.0"),
+        ({"top_p": 5}, "top_p must be between 0.0 and 1.0"),
+        ({"max_tokens": 0}, "max_tokens must be a whole number of at least 1"),
+        ({"max_tokens": 1.5}, "max_tokens must be a whole number of at least 1"),
+        ({"max_tokens": True}, "max_tokens must be a whole number of at least 1"),
+    ]:
+        created = client.post("/api/v1/conversations", json={"params": params}, headers=alice)
+        assert (created.status_code, created.json()["detail"]) == (400, message), params
+        changed = client.patch(f"/api/v1/conversations/{conversation['id']}", json={"params": params}, headers=alice)
+        assert (changed.status_code, changed.json()["detail"]) == (400, message), params
+    assert client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice).json()["params"] == good
+    assert len(client.get("/api/v1/conversations", headers=alice).json()["data"]) == 1  # none was stored
+
+
 def test_answers_cut_by_a_restart_are_marked_interrupted(client, alice) -> None:
     conversation = new_conversation(client, alice)
     with session_scope() as session:
