@@ -14,7 +14,8 @@ from backend.models import User as UserRow
 from backend.models.provider import ModelUpdate
 from backend.services import chat, inference, providers
 from tests.fakes import error_after, reply
-from tests.pages.conftest import gone, see, signed_up, signed_up_with_models
+from tests.pages.conftest import gone, notified, see, signed_up, signed_up_with_models
+from ui.chat import AnswerView
 
 
 @pytest.fixture
@@ -47,13 +48,20 @@ async def settled() -> None:
 
 async def test_an_answer_streams_in_with_its_reasoning_and_metrics(chatting: User, openai_upstream) -> None:
     openai_upstream.script.set(reply("The capital is **Paris**.", reasoning="France... its capital is Paris.",
-                                     delay=0.01, usage=(12, 7)))
+                                     delay=0.01, first_token_delay=0.5, usage=(12, 7)))
     await chatting.open("/chat")
     await see(chatting, "Start a conversation")
     await ask(chatting, "Capital of France?")
+    await see(chatting, kind=AnswerView)
+    view = next(iter(chatting.find(kind=AnswerView).elements))
+    assert view.thoughts.value  # open for the reasoning to come
+    folds: list[tuple[bool, bool, str]] = []
+    view.thoughts.on_value_change(lambda e: folds.append((e.value, view.streaming, view.text)))
     await see(chatting, content="<strong>Paris</strong>")
     await see(chatting, content="its capital is Paris")  # the reasoning panel
     await settled()
+    # The reasoning folded away as the answer began (not only once it was done).
+    assert folds[0] == (False, True, "") and not view.thoughts.value
     await see(chatting, "Thought for 1 s")
     await see(chatting, "first token")
     await see(chatting, "7 tokens", )
@@ -63,6 +71,8 @@ async def test_an_answer_streams_in_with_its_reasoning_and_metrics(chatting: Use
     assert (user_message.content, answer.content, answer.status) == (
         "Capital of France?", "The capital is **Paris**.", "done")
     assert answer.reasoning == "France... its capital is Paris."
+    chatting.find(marker=f"copy-{answer.id}").click()
+    await notified(chatting, "Copied")
 
 
 async def test_stop_keeps_what_came(chatting: User, openai_upstream) -> None:
