@@ -29,6 +29,7 @@ from ui.widgets import confirm
 router = APIRouter()
 
 LAST_MODEL_KEY = "chat_model"  # in the user's storage: a new conversation starts with the model used last
+SEND_ON_ENTER = "(e) => { if (e.isComposing || e.keyCode === 229) return; e.preventDefault(); emit(); }"
 
 
 @router.page("/chat")
@@ -52,6 +53,7 @@ class ChatView:
         self.search = ""
         self.listener: asyncio.Task[None] | None = None
         self.streaming = False
+        self.sending = False  # a message on its way: a second Enter meanwhile is not a second message
 
     # --- layout -----------------------------------------------------------------------------------------------
 
@@ -115,8 +117,9 @@ class ChatView:
                 self.input = ui.textarea(placeholder=_("Message")).props(
                     f'autogrow outlined dense rows=1 aria-label="{_("Message")}"').classes("grow lp-input").mark(
                     "composer")
-                # Enter sends; Shift+Enter (not "exact") keeps its default: a new line.
-                self.input.on("keydown.enter.exact.prevent", self.send)
+                # Enter sends; Shift+Enter (not "exact") keeps its default: a new line. An Enter that confirms an
+                # input method's composition (Chinese, Japanese...) is the IME's, not a send.
+                self.input.on("keydown.enter.exact", self.send, js_handler=SEND_ON_ENTER)
                 self.send_button = ui.button(icon="send", on_click=self.send).props(
                     f'round unelevated color=primary aria-label="{_("Send")}"').mark("send")
                 self.stop_button = ui.button(icon="stop", on_click=self.stop).props(
@@ -324,12 +327,20 @@ class ChatView:
 
     async def send(self) -> None:
         content = (self.input.value or "").strip()
-        if not content or self.streaming:
+        if not content or self.streaming or self.sending:
             return
         if not self.model:
             ui.notify(_("Choose a model first"), position="top", type="warning")
             return
+        self.sending = True
         self.send_button.disable()
+        try:
+            await self._send(content)
+        finally:
+            self.sending = False
+            self.send_button.enable()
+
+    async def _send(self, content: str) -> None:
         conversation_id = self.conversation_id
         try:
             if conversation_id is None:
@@ -341,8 +352,6 @@ class ChatView:
         except (DomainError, ProviderError) as error:
             show_error(error)  # the text stays in the box: nothing typed is lost
             return
-        finally:
-            self.send_button.enable()
         self.input.set_value("")
         await self.open(conversation_id)
 

@@ -319,16 +319,30 @@ async def start_reply(*, user: User, conversation_id: int, content: str, model: 
     replaces that earlier user message, and what followed it is deleted (edit and resend)."""
     if not content.strip():
         raise Invalid("A message cannot be empty")
-    prepared = await run_in_threadpool(_prepare, user=user, conversation_id=conversation_id, content=content,
-                                       model=model, edit_of=edit_of)
-    return _start(prepared, conversation_id=conversation_id, user_id=user.id)
+    return await _begin(user, conversation_id, content=content, model=model, edit_of=edit_of)
 
 
 async def regenerate_reply(*, user: User, conversation_id: int, model: str | None = None) -> Reply:
     """Write the last answer again (after a failure, or for another try), by the same or another model."""
-    prepared = await run_in_threadpool(_prepare, user=user, conversation_id=conversation_id, content=None,
-                                       model=model)
-    return _start(prepared, conversation_id=conversation_id, user_id=user.id)
+    return await _begin(user, conversation_id, content=None, model=model)
+
+
+_preparing: set[int] = set()  # conversations whose next answer is being prepared (in a worker thread)
+
+
+async def _begin(user: User, conversation_id: int, **prepare: Any) -> Reply:
+    """Prepare and start an answer, one at a time in a conversation. The check that none is under way and the
+    reservation happen on the event loop with no wait in between, and the reservation lasts until the answer is
+    registered: two quick sends cannot both pass (checked in the worker thread, both could)."""
+    if conversation_id in _preparing or running_reply(conversation_id) is not None:
+        await run_in_threadpool(_check_owner, user, conversation_id)  # anyone else learns nothing
+        raise Conflict("An answer is still being written in this conversation; stop it or wait")
+    _preparing.add(conversation_id)
+    try:
+        prepared = await run_in_threadpool(_prepare, user=user, conversation_id=conversation_id, **prepare)
+        return _start(prepared, conversation_id=conversation_id, user_id=user.id)
+    finally:
+        _preparing.discard(conversation_id)
 
 
 def _start(prepared: _Prepared, *, conversation_id: int, user_id: int | None) -> Reply:

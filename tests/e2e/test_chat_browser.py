@@ -36,6 +36,11 @@ def test_an_answer_streams_in_and_model_output_cannot_run_script(portal: Portal,
                 box.press("Shift+Enter")  # a new line, not sent
                 box.press_sequentially("function")
                 assert box.input_value() == "Write a greeting\nfunction"
+                # An Enter that confirms an input method's composition (Chinese pinyin...) sends nothing.
+                box.dispatch_event("keydown", {"key": "Enter", "code": "Enter", "isComposing": True})
+                page.wait_for_timeout(400)
+                assert box.input_value() == "Write a greeting\nfunction"
+                assert page.get_by_text("Start a conversation").is_visible()
                 box.press("Enter")  # Enter sends
                 page.get_by_text("stay text.").wait_for()
                 page.locator(".lp-metrics", has_text="tokens/s").wait_for()

@@ -103,6 +103,27 @@ async def test_a_provider_error_shows_in_the_bubble_and_retry_answers(chatting: 
     assert [(m.role, m.status) for m in stored_messages()] == [("user", "done"), ("assistant", "done")]
 
 
+async def test_a_double_enter_sends_once_and_two_sends_at_once_start_one_answer(chatting: User,
+                                                                               openai_upstream) -> None:
+    openai_upstream.script.set(reply("Only once."))
+    await chatting.open("/chat")
+    composer = chatting.find(marker="composer").type("Hello")
+    composer.trigger("keydown.enter.exact").trigger("keydown.enter.exact")  # on a new chat: one conversation
+    await see(chatting, content="Only once.")
+    await settled()
+    assert [(m.role, m.content) for m in stored_messages()] == [("user", "Hello"), ("assistant", "Only once.")]
+    with session_scope() as session:
+        admin = session.exec(select(UserRow)).one()
+        assert len(chat.list_conversations(session, user=admin)) == 1
+    # The service: of two messages sent at once to a conversation, one is answered and the other refused.
+    conversation_id = stored_messages()[0].conversation_id
+    results = await asyncio.gather(*(chat.start_reply(user=admin, conversation_id=conversation_id, content=text)
+                                     for text in ("one", "two")), return_exceptions=True)
+    assert sorted(type(result).__name__ for result in results) == ["Conflict", "Reply"], results
+    await settled()
+    assert [m.role for m in stored_messages()] == ["user", "assistant", "user", "assistant"]
+
+
 async def test_regenerate_replaces_the_last_answer(chatting: User, openai_upstream) -> None:
     openai_upstream.script.set(reply("First try."))
     await chatting.open("/chat")
