@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Test processes (pytest-xdist; each test file stays in one): most tests wait on servers and browsers, not the CPU.
+TEST_WORKERS ?= 3
 
 .PHONY: install run test lint browser bench clean
 
@@ -28,7 +30,7 @@ browser:
 test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m mypy backend ui pages main.py jobs
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from backend import api, db
@@ -52,10 +55,28 @@ def forget_process_caches() -> None:
 
 
 def _postgres_url() -> str | None:
+    return _worker_database()
+
+
+@functools.cache
+def _worker_database() -> str | None:
+    """TEST_DATABASE_URL, or under pytest-xdist a database of this worker's own beside it (`<name>_gw0`, …),
+    created on first use and dropped when the worker ends: workers never share tables."""
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     try:
+        if worker:
+            base = make_url(url)
+            own = base.set(database=f"{base.database}_{worker}")
+            admin = create_engine(base, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{own.database}"'))
+            admin.dispose()
+            atexit.register(_drop_database, base, own.database)
+            url = own.render_as_string(hide_password=False)
         engine = create_engine(url)
         with engine.connect():
             pass
@@ -63,6 +84,17 @@ def _postgres_url() -> str | None:
     except OperationalError:
         return None
     return url
+
+
+def _drop_database(base: URL, name: str | None) -> None:
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except OperationalError:
+        pass
+    finally:
+        admin.dispose()
 
 
 def _reset_postgres(url: str) -> None:
@@ -127,8 +159,14 @@ def settings():
 
 @pytest.fixture
 def redis_url() -> str:
-    """A Redis database for tests (TEST_REDIS_URL, default db 15 on 127.0.0.1); skipped where none answers."""
+    """A Redis database for tests (TEST_REDIS_URL, default db 15 on 127.0.0.1; under pytest-xdist worker N takes the
+    database N below it, so workers never share keys); skipped where none answers."""
     url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        parts = urlsplit(url)
+        number = int(parts.path.strip("/") or 0)
+        url = urlunsplit(parts._replace(path=f"/{(number - int(worker[2:])) % 16}"))
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.RedisError:
