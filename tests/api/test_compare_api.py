@@ -187,6 +187,10 @@ def test_a_batch_stops_cleanly_with_the_reason_when_the_daily_quota_runs_out(cli
     response = client.post("/api/v1/compare/batches", headers=alice, json={
         "models": MODELS[:2], "prompts": ["one", "two", "three"], "concurrency": 1})
     assert response.status_code == 201, response.text
+    for _ in range(200):  # the first prompt passed its quota check once its calls reach the upstream
+        if openai_upstream.chat_requests:
+            break
+        time.sleep(0.05)
     with session_scope() as session:  # while the first prompt is answered, today's tokens run out
         session.add(UsageRecord(user_id=me["id"], model="elsewhere/model", source="gateway", input_tokens=1000))
         session.commit()

@@ -35,8 +35,9 @@ def sign_out(user: User) -> None:
 
 
 async def notified(user: User, message: str) -> None:
-    """Wait until a notification with `message` has been shown."""
-    for _ in range(100):
+    """Wait until a notification with `message` has been shown (up to 15 s: on a busy machine, with other test
+    processes training models, a handler's database work can take seconds)."""
+    for _ in range(300):
         if user.notify.contains(message):
             return
         await asyncio.sleep(0.05)

@@ -30,6 +30,10 @@ async def test_disabling_a_user_sends_their_open_page_to_login(user: User, creat
     await sign_in(bob, "bob")
     await see(bob, "This account is disabled; ask an administrator")
 
+    # Bob's sign-out push navigates whichever simulated User was touched last, which may have been this one: open
+    # the console again rather than click on a page that may have been navigated away.
+    await user.open("/admin")
+    await see(user, "bob")
     user.find(marker="enabled-bob").click()  # enabling asks nothing
     await notified(user, "bob enabled")
     await user.should_not_see("disabled", retries=50)
